@@ -1,0 +1,543 @@
+"""Typed experiment config: YAML files and dotted `--set key=value` overrides.
+
+Every section is a dataclass; a key's type hint is its contract. Parsing is strict:
+an unknown key or a value that cannot be coerced to the declared type is refused
+with a ConfigError naming the dotted key, the value and what is allowed.
+Coercion exists because plain YAML 1.1 reads `1e-7` as a string, and because
+`--set` values arrive as text.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+from raycv.errors import RaycvError
+
+
+class ConfigError(RaycvError, ValueError):
+    """A config key or value that cannot be used; the message names the key."""
+
+
+@dataclass
+class ColumnsConfig:
+    sample_id: str = "sample_id"  # unique per row of metadata.csv
+    patient_id: str = "patient_id"  # a patient may have several samples (visits)
+    label: str = "label"  # one of data.classes
+
+
+@dataclass
+class SyntheticConfig:
+    patients: int = 268  # size of the built-in cohort (~3.3 visits per patient)
+    seed: int = 0  # the cohort is a pure function of (patients, seed, image_size)
+    image_size: int = 64  # side of the generated maps, before data.image_size resizing
+
+    def __post_init__(self):
+        _require(self.patients >= 2, "data.synthetic.patients", self.patients, "an int >= 2")
+        _require(self.image_size >= 8, "data.synthetic.image_size", self.image_size, "an int >= 8")
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # dataset folder (or URI); None = the synthetic cohort
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # None = from dataset.yaml if it has them, else [I, P, R]; ordinal, in this order
+    classes: list[str] | None = None
+    # None = from dataset.yaml if it has them, else [metadata, thermal_map]
+    modalities: list[str] | None = None
+    image_size: int = 64  # side of the square maps fed to the CNN
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    # feature columns of metadata.csv; None = every column that is not an id or the label
+    features: list[str] | None = None
+
+    def __post_init__(self):
+        _require(self.image_size >= 8, "data.image_size", self.image_size, "an int >= 8")
+        if self.classes is not None:
+            _require(len(self.classes) >= 2, "data.classes", self.classes, "two or more labels")
+            _require(
+                len(set(self.classes)) == len(self.classes),
+                "data.classes",
+                self.classes,
+                "distinct labels",
+            )
+        if self.modalities is not None:
+            _require(len(self.modalities) >= 1, "data.modalities", self.modalities, "one or more")
+            _require(
+                len(set(self.modalities)) == len(self.modalities),
+                "data.modalities",
+                self.modalities,
+                "distinct names",
+            )
+
+
+@dataclass
+class CVConfig:
+    folds: int = 3  # outer folds, split by patient, stratified by label
+    seed: int = 0  # split and training seed; every phase's seed derives from it
+    folds_file: str | None = None  # a folds.csv (sample_id, fold) to use instead
+    inner_val_fraction: float = 0.2  # patients of each training fold held out for early stopping
+
+    def __post_init__(self):
+        _require(self.folds >= 2, "cv.folds", self.folds, "an int >= 2")
+        _require(
+            0.0 < self.inner_val_fraction < 0.5,
+            "cv.inner_val_fraction",
+            self.inner_val_fraction,
+            "a fraction in (0, 0.5)",
+        )
+
+
+@dataclass
+class MetadataConfig:
+    n_estimators: int = 500
+    max_depth: int | None = None
+    class_weight: Literal["balanced", "none"] = "balanced"
+    min_samples_leaf: int = 1
+    # patient-grouped inner folds that give out-of-fold forest probabilities (CONTRACTS 4.3)
+    inner_folds: int = 5
+
+    def __post_init__(self):
+        _require(self.n_estimators >= 1, "metadata.n_estimators", self.n_estimators, "an int >= 1")
+        _require(self.inner_folds >= 2, "metadata.inner_folds", self.inner_folds, "an int >= 2")
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True  # random horizontal and vertical flips
+    rotate_degrees: float = 10.0  # random rotation in [-r, r]; 0 turns it off
+
+
+@dataclass
+class ImageConfig:
+    # output channels of each conv-BN-ReLU-pool block; its length is the depth
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    dropout: float = 0.3  # before the classification head
+    batch_size: int = 32
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        _require(len(self.channels) >= 1, "image.channels", self.channels, "one or more ints")
+        _require(0.0 <= self.dropout < 1.0, "image.dropout", self.dropout, "a float in [0, 1)")
+        _require(self.batch_size >= 1, "image.batch_size", self.batch_size, "an int >= 1")
+
+
+@dataclass
+class PhaseConfig:
+    epochs: int = 100
+    lr: float = 1e-3
+    patience: int = 10
+    min_delta: float = 0.0
+
+
+@dataclass
+class PretrainConfig(PhaseConfig):
+    class_weight: Literal["balanced", "none"] = "balanced"
+
+
+@dataclass
+class Stage1Config(PhaseConfig):
+    epochs: int = 30
+    lr: float = 1e-4
+
+
+@dataclass
+class Stage2Config(PhaseConfig):
+    lr: float = 1e-6
+    min_delta: float = 0.0005
+    # trailing blocks of each image branch unfrozen (the head counts as the last block)
+    unfreeze_depth: int | Literal["all"] = "all"
+    # frozen: BatchNorm running statistics stay fixed, so the LR alone moves the branch
+    batchnorm: Literal["frozen", "train"] = "frozen"
+
+    def __post_init__(self):
+        if self.unfreeze_depth != "all":
+            _require(
+                self.unfreeze_depth >= 1,
+                "stage2.unfreeze_depth",
+                self.unfreeze_depth,
+                "an int >= 1 or 'all'",
+            )
+
+
+@dataclass
+class FusionConfig:
+    # fixed late-fusion weights per branch, normalised to sum 1
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"metadata": 0.7, "thermal_map": 0.3}
+    )
+    mode: Literal["fixed", "learned"] = "fixed"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    monitor: Literal["val_kappa", "val_loss"] = "val_kappa"
+
+
+@dataclass
+class MetricsConfig:
+    kappa_weights: Literal["none", "linear", "quadratic"] = "quadratic"
+
+
+@dataclass
+class FoldResources:
+    cpu: float = 1.0  # also the fold's torch thread count (rounded, at least 1)
+    gpu: float = 0.0  # fractions pack several folds on one card
+
+    def __post_init__(self):
+        _require(self.cpu > 0, "resources.per_fold.cpu", self.cpu, "a number > 0")
+        _require(self.gpu >= 0, "resources.per_fold.gpu", self.gpu, "a number >= 0")
+
+
+@dataclass
+class ResourcesConfig:
+    per_fold: FoldResources = field(default_factory=FoldResources)
+    bf16: bool = False  # bf16 autocast on CUDA folds
+    max_failures: int = 2  # retries of a fold whose worker died, from its last checkpoint
+
+
+@dataclass
+class TuneConfig:
+    # dotted config key -> {loguniform: [lo, hi]} | {uniform: [lo, hi]} | {randint: [lo, hi]}
+    #                      | {choice: [v, ...]}
+    space: dict[str, dict] = field(
+        default_factory=lambda: {
+            "stage2.lr": {"loguniform": [1e-8, 1e-6]},
+            "stage2.unfreeze_depth": {"choice": [1, 2, 3, "all"]},
+        }
+    )
+    num_samples: int = 8
+    max_concurrent_trials: int = 2
+    search_alg: Literal["random", "optuna"] = "random"
+    scheduler: Literal["none", "asha"] = "none"
+    reuse: bool = True  # share pretraining and stage 1 across trials
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    # -- derived views ------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        return list(self.data.classes or DEFAULT_CLASSES)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.data.modalities or DEFAULT_MODALITIES)
+
+    @property
+    def image_modalities(self) -> list[str]:
+        return [m for m in self.modalities if m != "metadata"]
+
+    def fusion_weights(self) -> dict[str, float]:
+        """Weights of the branches in use, normalised to sum 1."""
+        w = {m: float(self.fusion.weights.get(m, 0.0)) for m in self.modalities}
+        total = sum(w.values())
+        return {m: v / total for m, v in w.items()}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEFAULT_CLASSES = ("I", "P", "R")
+DEFAULT_MODALITIES = ("metadata", "thermal_map")
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _describe(tp) -> str:
+    origin = get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_describe(a) for a in get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(get_args(tp)[0])}"
+    if origin is dict:
+        k, v = get_args(tp)
+        return f"a mapping of {_describe(k)} to {_describe(v)}"
+    return {int: "an int", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+_NO = object()
+
+
+def _coerce(value: Any, tp) -> Any:
+    """Return `value` as type `tp`, or _NO when it cannot be."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is type(None):
+        return None if value is None or value == "null" else _NO
+    if origin is Literal:
+        for allowed in get_args(tp):
+            if value == allowed or (isinstance(value, str) and value == str(allowed)):
+                return allowed
+        return _NO
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        # try exact-looking members first so "all" stays a string and 3 stays an int
+        for arg in sorted(args, key=lambda a: a in (str, float)):
+            out = _coerce(value, arg)
+            if out is not _NO:
+                return out
+        return _NO
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return _NO
+    if tp is int:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return _coerce(yaml.safe_load(value) if value.strip() else _NO, int)
+            except yaml.YAMLError:
+                return _NO
+        return _NO
+    if tp is float:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return _NO
+        return _NO
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return _NO
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            return _NO
+        (item_tp,) = get_args(tp)
+        out = [_coerce(v, item_tp) for v in value]
+        return _NO if any(v is _NO for v in out) else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _NO
+        k_tp, v_tp = get_args(tp)
+        out = {_coerce(k, k_tp): _coerce(v, v_tp) for k, v in value.items()}
+        bad = any(k is _NO or v is _NO for k, v in out.items())
+        return _NO if bad else out
+    if tp is dict:
+        return value if isinstance(value, dict) else _NO
+    raise TypeError(f"config type {tp!r} has no coercion")  # a bug in this module
+
+
+def _build(cls, raw: dict, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key {dotted!r}; allowed under "
+                f"{prefix.rstrip('.') or 'the top level'}: {', '.join(names)}"
+            )
+        tp = hints[key]
+        if _is_dataclass_type(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, f"{dotted}.")
+            continue
+        out = _coerce(value, tp)
+        if out is _NO:
+            raise ConfigError(f"{dotted}={value!r} is not allowed: expected {_describe(tp)}")
+        kwargs[key] = out
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` -> (key, YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} is not of the form key=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r} has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse {raw!r} as YAML ({exc})") from None
+    return key, value
+
+
+# Dict-valued keys whose mapping replaces the default instead of merging into it.
+_REPLACED_WHOLE = {"fusion.weights", "tune.space"}
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> dict:
+    tree = copy.deepcopy(raw)
+    for key, value in overrides:
+        if key.startswith("fusion.weights.") and "weights" not in tree.get("fusion", {}):
+            # `--set fusion.weights.metadata=0.5` edits the default weights, not an empty map
+            tree.setdefault("fusion", {})["weights"] = FusionConfig().weights
+        _set_dotted(tree, key, value)
+    return tree
+
+
+def from_dict(raw: dict, overrides: list[tuple[str, Any]] = ()) -> Config:
+    tree = apply_overrides(raw or {}, list(overrides))
+    config = _build(Config, tree, "")
+    _check_cross_section(config)
+    return config
+
+
+def load(path: str | Path, overrides: list[str] | list[tuple[str, Any]] = ()) -> Config:
+    """Read an experiment YAML, apply `--set` overrides in order, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    parsed = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+    return from_dict(raw, parsed)
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {dotted key: leaf value}; mappings in _REPLACED_WHOLE stay whole."""
+    out = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted not in _REPLACED_WHOLE and value:
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def differing_keys(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    keys = sorted(set(fa) | set(fb))
+    return [
+        k
+        for k in keys
+        if fa.get(k) != fb.get(k) and not any(k == p or k.startswith(p + ".") for p in ignore)
+    ]
+
+
+def _check_cross_section(config: Config) -> None:
+    unknown_w = [m for m in config.fusion.weights if m not in config.modalities]
+    if config.data.modalities is not None and unknown_w:
+        # weights for branches not in use are ignored, but a typo should not be
+        raise ConfigError(
+            f"fusion.weights names {unknown_w}, which are not in data.modalities "
+            f"{config.modalities}"
+        )
+    if any(v < 0 for v in config.fusion.weights.values()):
+        raise ConfigError(f"fusion.weights={config.fusion.weights} must be >= 0")
+    if sum(config.fusion_weights().values()) <= 0:
+        raise ConfigError(
+            f"fusion.weights={config.fusion.weights} gives the branches in use "
+            f"{config.modalities} a total weight of 0"
+        )
+    depth = config.stage2.unfreeze_depth
+    n_blocks = len(config.image.channels) + 1
+    if depth != "all" and depth > n_blocks:
+        raise ConfigError(
+            f"stage2.unfreeze_depth={depth} is more than the {n_blocks} blocks of an image "
+            f"branch (image.channels has {len(config.image.channels)}, plus the head); "
+            f"use 1..{n_blocks} or 'all'"
+        )
+    if "metadata" not in config.modalities and not config.image_modalities:
+        raise ConfigError(f"data.modalities={config.modalities} has no branch")
+
+
+def config_type(dotted: str):
+    """The declared type of a dotted key (for Tune search spaces); ConfigError if unknown."""
+    cls = Config
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        hints = get_type_hints(cls)
+        if part not in hints:
+            raise ConfigError(f"unknown config key {dotted!r}")
+        tp = hints[part]
+        if _is_dataclass_type(tp):
+            cls = tp
+            continue
+        if get_origin(tp) is dict and i == len(parts) - 2:
+            return get_args(tp)[1]
+        if i != len(parts) - 1:
+            raise ConfigError(f"unknown config key {dotted!r}")
+        return tp
+    raise ConfigError(f"{dotted!r} names a section, not a key")
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load",
+    "from_dict",
+    "dump",
+    "parse_override",
+    "flatten",
+    "differing_keys",
+    "config_type",
+]
