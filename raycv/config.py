@@ -18,7 +18,6 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-
 from raycv.errors import RaycvError
 
 
@@ -168,10 +167,9 @@ class Stage2Config(PhaseConfig):
 
 @dataclass
 class FusionConfig:
-    # fixed late-fusion weights per branch, normalised to sum 1
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"metadata": 0.7, "thermal_map": 0.3}
-    )
+    # late-fusion weight per branch, normalised to sum 1. None: metadata 0.7 and 0.3 shared
+    # by the image branches (the design's 70/30); a given mapping must name every branch
+    weights: dict[str, float] | None = None
     mode: Literal["fixed", "learned"] = "fixed"
 
 
@@ -250,12 +248,22 @@ class Config:
 
     def fusion_weights(self) -> dict[str, float]:
         """Weights of the branches in use, normalised to sum 1."""
-        w = {m: float(self.fusion.weights.get(m, 0.0)) for m in self.modalities}
+        w = self.fusion.weights or default_fusion_weights(self.modalities)
+        w = {m: float(w[m]) for m in self.modalities}
         total = sum(w.values())
         return {m: v / total for m, v in w.items()}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def default_fusion_weights(modalities: list[str]) -> dict[str, float]:
+    images = [m for m in modalities if m != "metadata"]
+    if "metadata" not in modalities:
+        return {m: 1.0 / len(images) for m in images}
+    if not images:
+        return {"metadata": 1.0}
+    return {"metadata": 0.7, **{m: 0.3 / len(images) for m in images}}
 
 
 DEFAULT_CLASSES = ("I", "P", "R")
@@ -330,8 +338,8 @@ def _coerce(value: Any, tp) -> Any:
             return int(value)
         if isinstance(value, str):
             try:
-                return _coerce(yaml.safe_load(value) if value.strip() else _NO, int)
-            except yaml.YAMLError:
+                return int(value)
+            except ValueError:
                 return _NO
         return _NO
     if tp is float:
@@ -427,9 +435,10 @@ _REPLACED_WHOLE = {"fusion.weights", "tune.space"}
 def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> dict:
     tree = copy.deepcopy(raw)
     for key, value in overrides:
-        if key.startswith("fusion.weights.") and "weights" not in tree.get("fusion", {}):
+        if key.startswith("fusion.weights.") and not (tree.get("fusion") or {}).get("weights"):
             # `--set fusion.weights.metadata=0.5` edits the default weights, not an empty map
-            tree.setdefault("fusion", {})["weights"] = FusionConfig().weights
+            modalities = (tree.get("data") or {}).get("modalities") or list(DEFAULT_MODALITIES)
+            tree.setdefault("fusion", {})["weights"] = default_fusion_weights(modalities)
         _set_dotted(tree, key, value)
     return tree
 
@@ -484,20 +493,26 @@ def differing_keys(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[s
 
 
 def _check_cross_section(config: Config) -> None:
-    unknown_w = [m for m in config.fusion.weights if m not in config.modalities]
-    if config.data.modalities is not None and unknown_w:
-        # weights for branches not in use are ignored, but a typo should not be
-        raise ConfigError(
-            f"fusion.weights names {unknown_w}, which are not in data.modalities "
-            f"{config.modalities}"
-        )
-    if any(v < 0 for v in config.fusion.weights.values()):
-        raise ConfigError(f"fusion.weights={config.fusion.weights} must be >= 0")
-    if sum(config.fusion_weights().values()) <= 0:
-        raise ConfigError(
-            f"fusion.weights={config.fusion.weights} gives the branches in use "
-            f"{config.modalities} a total weight of 0"
-        )
+    weights = config.fusion.weights
+    if weights is not None:
+        if config.data.modalities is not None and (extra := set(weights) - set(config.modalities)):
+            # weights for branches not in use would be ignored; a typo should not be
+            raise ConfigError(
+                f"fusion.weights names {sorted(extra)}, which are not in data.modalities "
+                f"{config.modalities}"
+            )
+        if missing := [m for m in config.modalities if m not in weights]:
+            raise ConfigError(
+                f"fusion.weights={weights} gives no weight to {missing}; name every branch of "
+                f"data.modalities {config.modalities}, or leave fusion.weights out for 0.7/0.3"
+            )
+        if any(v < 0 for v in weights.values()):
+            raise ConfigError(f"fusion.weights={weights} must be >= 0")
+        if sum(weights[m] for m in config.modalities) <= 0:
+            raise ConfigError(
+                f"fusion.weights={weights} gives the branches in use {config.modalities} "
+                "a total weight of 0"
+            )
     depth = config.stage2.unfreeze_depth
     n_blocks = len(config.image.channels) + 1
     if depth != "all" and depth > n_blocks:
@@ -522,8 +537,9 @@ def config_type(dotted: str):
         if _is_dataclass_type(tp):
             cls = tp
             continue
-        if get_origin(tp) is dict and i == len(parts) - 2:
-            return get_args(tp)[1]
+        mapping = [a for a in (tp, *get_args(tp)) if get_origin(a) is dict]
+        if mapping and i == len(parts) - 2:
+            return get_args(mapping[0])[1]
         if i != len(parts) - 1:
             raise ConfigError(f"unknown config key {dotted!r}")
         return tp

@@ -1,0 +1,5 @@
+import sys
+
+from raycv.cli import main
+
+sys.exit(main())

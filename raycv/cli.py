@@ -1,0 +1,159 @@
+"""The `raycv` command: parse, call one function, print where the results went."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from raycv import __version__
+from raycv.errors import RaycvError
+
+EXECUTORS = ("ray", "sequential")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="experiment YAML (see experiments/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set stage2.lr=1e-7 (repeatable, applied in order)",
+    )
+    p.add_argument(
+        "--output", help="run folder (default runs/<name>); a path, or a URI such as s3://b/p"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("-v", "--verbose", action="store_true", help="layer-level logs, Ray's own logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raycv",
+        description="Leak-free, fold-parallel cross-validation of multimodal (metadata + image) "
+        "classifiers: per fold a random forest, an image CNN and a two-stage late fusion.",
+    )
+    parser.add_argument("--version", action="version", version=f"raycv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run a cross-validation experiment",
+        description="Run every fold (forest, CNN pretraining, two-stage fusion), write the run "
+        "folder (config, folds, predictions, summary, history, provenance, checkpoints) and "
+        "print the kappa table.",
+    )
+    _add_config_args(run)
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="ray",
+        help="ray: folds in parallel on Ray Train (default); sequential: one after another "
+        "in this process (the reference)",
+    )
+    run.add_argument(
+        "--address",
+        help="join this Ray cluster ('auto' or host:port); default: start a private local Ray",
+    )
+
+    data = sub.add_parser("data", help="make or check datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser(
+        "synth",
+        help="write the built-in synthetic wound cohort in the on-disk format",
+        description="Write the synthetic cohort (metadata.csv, thermal_map/*.npy, dataset.yaml).",
+    )
+    synth.add_argument("--out", required=True, help="folder to create")
+    synth.add_argument("--patients", type=int, default=268)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--image-size", type=int, default=64)
+    check = data_sub.add_parser(
+        "check",
+        help="validate a dataset folder and print its class and patient counts",
+        description="Validate a dataset folder as `raycv run` would, and summarise it.",
+    )
+    check.add_argument("path", help="dataset folder")
+    check.add_argument("--config", help="experiment YAML whose data.* settings apply")
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("raycv: %(message)s"))
+    root = logging.getLogger("raycv")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def cmd_run(args) -> int:
+    from raycv import config as config_mod
+    from raycv.experiment import prepare, run_cv
+    from raycv.report.text import kappa_table, stage_table
+
+    config = config_mod.load(args.config, args.overrides)
+    prepared = prepare(config)  # every refusal happens here, before any folder or Ray exists
+    if args.executor == "sequential":
+        from raycv.orchestration.sequential import run_sequential
+
+        executor = run_sequential
+    else:
+        from raycv.orchestration.ray_runner import ray_executor
+
+        executor = ray_executor(address=args.address, verbose=args.verbose)
+    outcome = run_cv(
+        prepared,
+        executor,
+        args.executor,
+        output=args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    print(kappa_table(outcome.summary))
+    stages = stage_table(outcome.summary)
+    if stages:
+        print("\n" + stages)
+    print(f"\nresults: {outcome.folder.path}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from raycv import config as config_mod
+    from raycv.data import check_dataset, write_dataset
+
+    if args.data_command == "synth":
+        write_dataset(Path(args.out), args.patients, args.seed, args.image_size)
+        print(f"wrote the synthetic cohort ({args.patients} patients) to {args.out}")
+        return 0
+    config = config_mod.load(args.config) if args.config else config_mod.Config()
+    print(check_dataset(args.path, config))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        return cmd_data(args)
+    except RaycvError as exc:
+        print(f"raycv: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        target = getattr(args, "output", None) or "the run folder"
+        print(
+            f"\nraycv: interrupted; finished folds and phases are kept in {target}. "
+            f"Continue with the same command plus --resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The data layer: dataset folders and the synthetic cohort -> one validated Dataset.
+
+`load_dataset(config)` is the one entry point the rest of raycv uses; it reads
+`data.path` when set, else generates the synthetic cohort. `resolve_config`
+fills data.classes / .modalities / .features / .columns with what the dataset
+resolves to, so a run's config.yaml is runnable as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from raycv.config import Config
+from raycv.data.dataset import Dataset
+from raycv.data.loading import Settings, folder_settings, load_folder
+from raycv.data.synthetic import synthesize, synthetic_dataset, synthetic_settings, write_dataset
+from raycv.errors import DataError
+
+
+def load_dataset(config: Config) -> Dataset:
+    """The validated Dataset of a config: data.path if set, else the synthetic cohort."""
+    if config.data.path is not None:
+        return load_folder(config)
+    return synthetic_dataset(config)
+
+
+def resolved_settings(config: Config) -> Settings:
+    """Classes, modalities, features and columns after config > dataset.yaml > defaults."""
+    if config.data.path is not None:
+        return folder_settings(config)
+    return synthetic_settings(config)
+
+
+def resolve_config(config: Config) -> Config:
+    """A copy of `config` with the data settings the dataset resolves to written in."""
+    s = resolved_settings(config)
+    data = dataclasses.replace(
+        config.data,
+        classes=list(s.classes),
+        modalities=list(s.modalities),
+        features=list(s.features),
+        columns=dataclasses.replace(s.columns),
+    )
+    return dataclasses.replace(config, data=data)
+
+
+def check_dataset(path: str, config: Config | None = None) -> str:
+    """Load and validate the folder at `path`; -> a short human summary (DataError if bad)."""
+    config = config or Config()
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(path)))
+    return summarize(load_dataset(config), where=str(path))
+
+
+def summarize(dataset: Dataset, where: str) -> str:
+    labels = dataset.labels
+    lines = [
+        f"{where}: {len(dataset)} samples from {len(set(dataset.patient_id))} patients "
+        f"(fingerprint {dataset.fingerprint()})",
+        "classes, in order (samples / patients):",
+    ]
+    for name in dataset.classes:
+        mine = labels == name
+        patients = len(set(dataset.patient_id[mine]))
+        lines.append(f"  {name}: {int(mine.sum())} / {patients}")
+    maps = ", ".join(f"{m} {a.shape[1]}x{a.shape[2]}" for m, a in dataset.images.items())
+    lines.append(f"image modalities: {maps or 'none'}")
+    lines.append(f"features ({dataset.features.shape[1]}), missing fraction:")
+    for name in dataset.features.columns:
+        col = dataset.features[name]
+        kind = "numeric" if col.dtype.kind == "f" else "categorical"
+        lines.append(f"  {name} ({kind}): {col.isna().mean():.1%}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DataError",
+    "Dataset",
+    "Settings",
+    "check_dataset",
+    "load_dataset",
+    "resolve_config",
+    "resolved_settings",
+    "summarize",
+    "synthesize",
+    "write_dataset",
+]

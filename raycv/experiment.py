@@ -1,0 +1,150 @@
+"""`run_cv`: validate everything, claim the run folder, run the folds, write the results.
+
+Shaped like scikit-learn's cross_validate: check once at the boundary, dispatch one
+`run_fold` per split through an executor, get plain records back, then aggregate.
+The executor only decides where and when folds run; the numbers are the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from raycv import config as config_mod
+from raycv.config import Config
+from raycv.data import load_dataset, resolve_config
+from raycv.data.dataset import Dataset
+from raycv.folds import FoldSplit, folds_table, outer_folds, plan_folds, read_folds_file
+from raycv.progress import ProgressBoard
+from raycv.provenance import now, provenance
+from raycv.results import FoldResult, history_table, model_names, predictions_table, summarize
+from raycv.runfolder import RunFolder
+
+
+@dataclass
+class Prepared:
+    """A validated experiment: resolved config, loaded data, every fold's split."""
+
+    config: Config
+    dataset: Dataset
+    fold_of: np.ndarray  # (N,) outer fold per sample
+    plans: list[FoldSplit]
+
+
+def prepare(config: Config) -> Prepared:
+    """Load and check data and splits; raises before any training or writing."""
+    config = resolve_config(config)
+    # the resolved config is what config.yaml holds: check it as a whole, weights spelled out
+    config = config_mod.from_dict(config.to_dict())
+    config.fusion.weights = config.fusion_weights()
+    dataset = load_dataset(config)
+    if config.cv.folds_file:
+        fold_of = read_folds_file(config.cv.folds_file, dataset.sample_id, dataset.patient_id)
+        config = dataclasses.replace(
+            config, cv=dataclasses.replace(config.cv, folds=int(fold_of.max()) + 1)
+        )
+    else:
+        fold_of = outer_folds(
+            dataset.patient_id, dataset.y, dataset.classes, config.cv.folds, config.cv.seed
+        )
+    return Prepared(config, dataset, fold_of, plan_folds(dataset, fold_of, config))
+
+
+# An executor runs every fold and returns their results, in any order.
+Executor = Callable[[Prepared, RunFolder, ProgressBoard], list[FoldResult]]
+
+
+@dataclass
+class RunOutcome:
+    folder: RunFolder
+    summary: dict
+    resumed: bool
+
+
+def default_output(config: Config) -> Path:
+    return Path("runs") / config.name
+
+
+def run_cv(
+    prepared: Prepared,
+    executor: Executor,
+    executor_name: str,
+    output: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    stream=sys.stderr,
+) -> RunOutcome:
+    config = prepared.config
+    started, t0 = now(), time.time()
+    folder = RunFolder(output or default_output(config))
+    resumed = folder.claim(config, resume, overwrite)
+    folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
+    board = ProgressBoard(len(prepared.plans), folder.log_path, stream)
+    try:
+        board.say(
+            f"raycv: {'resuming' if resumed else 'running'} {config.name!r}: "
+            f"{len(prepared.dataset)} samples, {len(np.unique(prepared.dataset.patient_id))} "
+            f"patients, {len(prepared.plans)} folds, executor {executor_name} -> {folder.path}"
+        )
+        results = executor(prepared, folder, board)
+    finally:
+        board.close()
+    summary = write_results(prepared, folder, results, time.time() - t0)
+    folder.write_json(
+        "provenance.json", provenance(prepared.dataset.fingerprint(), started, executor_name)
+    )
+    return RunOutcome(folder, summary, resumed)
+
+
+def write_results(
+    prepared: Prepared, folder: RunFolder, results: list[FoldResult], wall: float
+) -> dict:
+    config, models = prepared.config, model_names(prepared.config)
+    results = sorted(results, key=lambda r: r.fold)
+    predictions = predictions_table(
+        prepared.dataset, prepared.fold_of, results, models, config.classes
+    )
+    summary = {
+        "kappa_weights": config.metrics.kappa_weights,
+        "classes": config.classes,
+        "models": summarize(predictions, models, config.classes, config.metrics.kappa_weights),
+        "stage2_kept": [r.stage2_kept for r in results],
+        "wall_seconds": round(wall, 2),
+        "folds": [
+            {
+                "fold": r.fold,
+                "n_test": len(r.test_index),
+                "val_kappa": r.val_kappa,
+                "stage1_val_score": r.stage1_val_score,
+                "stage2_val_score": r.stage2_val_score,
+                "stage2_kept": r.stage2_kept,
+                "fusion_weights": r.fusion_weights,
+                "seconds": round(r.seconds, 2),
+            }
+            for r in results
+        ],
+        "monitor": config.early_stopping.monitor,
+    }
+    folder.write_csv("predictions.csv", predictions)
+    folder.write_csv("history.csv", history_table(results))
+    folder.write_json("summary.json", _json_safe(summary))
+    return summary
+
+
+def _json_safe(obj):
+    """NaN (undefined kappa) -> null, numpy scalars -> Python: summary.json stays strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj

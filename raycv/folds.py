@@ -1,0 +1,184 @@
+"""Patient-grouped splits: outer folds, inner validation, and the checks that they can be made.
+
+Every split here groups by patient (CONTRACTS 4.1) and is stratified by label.
+`plan_folds` runs every check for every fold before any training starts, so an
+impossible split is refused up front with a message naming the fold and class.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from raycv.errors import DataError
+from raycv.seeds import phase_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Sample indices (into the Dataset) of one outer fold."""
+
+    fold: int
+    train: np.ndarray  # outer training fold: everything fitted sees only these
+    test: np.ndarray  # outer test fold: only the final evaluation sees these
+    inner_train: np.ndarray  # subset of train: what the CNN and fusion fit on
+    inner_val: np.ndarray  # subset of train: early stopping and every in-fold choice
+
+
+def _patients_per_class(patient_id, y, n_classes: int) -> np.ndarray:
+    counts = np.zeros(n_classes, dtype=int)
+    for c in range(n_classes):
+        counts[c] = len(np.unique(patient_id[y == c]))
+    return counts
+
+
+def _check_groupable(
+    patient_id, y, n_splits: int, classes, what: str, fix: str, strict_classes: bool = True
+) -> None:
+    """Refuse a split with fewer patients than parts. A class with fewer patients than parts
+    is refused for outer folds (some test fold would lack it) and only warned about for inner
+    splits, where it merely leaves a class out of some inner part."""
+    n_patients = len(np.unique(patient_id))
+    if n_patients < n_splits:
+        raise DataError(f"{what} needs at least {n_splits} patients, got {n_patients}; {fix}")
+    per_class = _patients_per_class(patient_id, y, len(classes))
+    for c, count in enumerate(per_class):
+        if 0 < count < n_splits:
+            message = (
+                f"{what}: class {classes[c]!r} has {count} patient(s), fewer than the "
+                f"{n_splits} splits; {fix}"
+            )
+            if strict_classes:
+                raise DataError(message)
+            log.warning(message)
+
+
+def outer_folds(patient_id, y, classes, n_folds: int, seed: int) -> np.ndarray:
+    """(N,) fold number per sample, patient-grouped and label-stratified."""
+    _check_groupable(
+        patient_id, y, n_folds, classes, f"cv.folds={n_folds}", "lower cv.folds or add patients"
+    )
+    absent = [
+        classes[c] for c, n in enumerate(_patients_per_class(patient_id, y, len(classes))) if n == 0
+    ]
+    if absent:
+        raise DataError(f"class(es) {absent} of data.classes have no sample in the dataset")
+    splitter = StratifiedGroupKFold(
+        n_splits=n_folds, shuffle=True, random_state=phase_seed(seed, -1, "outer")
+    )
+    fold_of = np.full(len(y), -1, dtype=np.int64)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups=patient_id)):
+        fold_of[test] = k
+    assert (fold_of >= 0).all()
+    return fold_of
+
+
+def read_folds_file(path: str | Path, sample_id, patient_id) -> np.ndarray:
+    """Fold per sample from a `folds.csv` (sample_id, fold); refuses patients spanning folds."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"cv.folds_file {str(path)!r} does not exist")
+    table = pd.read_csv(path, dtype={"sample_id": str})
+    for column in ("sample_id", "fold"):
+        if column not in table.columns:
+            raise DataError(f"{path}: missing column {column!r} (needs sample_id, fold)")
+    if table["sample_id"].duplicated().any():
+        dup = table.loc[table["sample_id"].duplicated(), "sample_id"].iloc[0]
+        raise DataError(f"{path}: sample_id {dup!r} appears more than once")
+    fold_by_id = dict(zip(table["sample_id"], table["fold"], strict=True))
+    missing = [s for s in sample_id if s not in fold_by_id]
+    if missing:
+        raise DataError(
+            f"{path}: {len(missing)} sample(s) of the dataset have no fold, e.g. {str(missing[0])!r}"
+        )
+    try:
+        fold_of = np.array([int(fold_by_id[s]) for s in sample_id], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: column 'fold' must hold integers") from None
+    values = np.unique(fold_of)
+    if values.min() != 0 or not np.array_equal(values, np.arange(len(values))):
+        raise DataError(f"{path}: folds must be numbered 0..K-1, got {values.tolist()}")
+    if len(values) < 2:
+        raise DataError(f"{path}: needs at least 2 folds, got {len(values)}")
+    spans = pd.Series(fold_of).groupby(np.asarray(patient_id)).nunique()
+    if (spans > 1).any():
+        patient = str(spans[spans > 1].index[0])
+        raise DataError(
+            f"{path}: patient {patient!r} spans two folds; a patient's samples must share one fold"
+        )
+    return fold_of
+
+
+def inner_split(train, patient_id, y, fraction: float, seed: int, fold: int):
+    """Split an outer training fold into (inner_train, inner_val), grouped by patient."""
+    n_splits = max(2, round(1.0 / fraction))
+    splitter = StratifiedGroupKFold(
+        n_splits=n_splits, shuffle=True, random_state=phase_seed(seed, fold, "inner")
+    )
+    fit_part, val_part = next(splitter.split(np.zeros(len(train)), y[train], patient_id[train]))
+    return train[fit_part], train[val_part]
+
+
+def plan_folds(dataset, fold_of: np.ndarray, config) -> list[FoldSplit]:
+    """All outer folds with their inner splits, after checking each split can be made."""
+    classes = dataset.classes
+    n_folds = int(fold_of.max()) + 1
+    n_inner = max(2, round(1.0 / config.cv.inner_val_fraction))
+    plans = []
+    for k in range(n_folds):
+        train = np.flatnonzero(fold_of != k)
+        test = np.flatnonzero(fold_of == k)
+        if len(test) == 0:
+            raise DataError(f"fold {k} has no samples; folds must be numbered 0..{n_folds - 1}")
+        pid, y = dataset.patient_id[train], dataset.y[train]
+        _check_groupable(
+            pid,
+            y,
+            n_inner,
+            classes,
+            f"fold {k}: the inner validation split (cv.inner_val_fraction="
+            f"{config.cv.inner_val_fraction})",
+            "raise cv.inner_val_fraction, lower cv.folds or add patients",
+            strict_classes=False,
+        )
+        if "metadata" in config.modalities:
+            _check_groupable(
+                pid,
+                y,
+                config.metadata.inner_folds,
+                classes,
+                f"fold {k}: the forest's inner CV (metadata.inner_folds="
+                f"{config.metadata.inner_folds})",
+                "lower metadata.inner_folds or add patients",
+                strict_classes=False,
+            )
+        inner_train, inner_val = inner_split(
+            train, dataset.patient_id, dataset.y, config.cv.inner_val_fraction, config.cv.seed, k
+        )
+        plans.append(FoldSplit(k, train, test, inner_train, inner_val))
+    check_no_leak(plans, dataset.patient_id)
+    return plans
+
+
+def check_no_leak(plans: list[FoldSplit], patient_id) -> None:
+    """Internal invariants: patient-disjoint splits, every sample tested exactly once."""
+    tested = np.concatenate([p.test for p in plans])
+    assert len(tested) == len(np.unique(tested)) == len(patient_id), "a sample is not tested once"
+    for p in plans:
+        assert not set(patient_id[p.train]) & set(patient_id[p.test]), f"fold {p.fold} leaks"
+        assert not set(patient_id[p.inner_train]) & set(patient_id[p.inner_val])
+        assert len(p.inner_train) + len(p.inner_val) == len(p.train)
+
+
+def folds_table(dataset, fold_of: np.ndarray) -> pd.DataFrame:
+    """The `folds.csv` of a run folder (usable as cv.folds_file)."""
+    return pd.DataFrame(
+        {"sample_id": dataset.sample_id, "patient_id": dataset.patient_id, "fold": fold_of}
+    )

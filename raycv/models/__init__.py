@@ -1,0 +1,1 @@
+"""Model branches: the metadata forest, the image CNN, and their late fusion."""

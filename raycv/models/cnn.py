@@ -1,0 +1,97 @@
+"""The image branch: a small CNN read top to bottom, with its pixel normalisation inside.
+
+Blocks are the units of freezing: `stages()` lists the conv blocks then the head, so
+`stage2.unfreeze_depth = k` unfreezes the last k of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    # (B, c_in, H, W) -> (B, c_out, H/2, W/2)
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class ImageBranch(nn.Module):
+    """(B, 1, S, S) maps in deg C -> (B, C) class logits."""
+
+    def __init__(self, channels: list[int], n_classes: int, dropout: float):
+        super().__init__()
+        widths = [1, *channels]
+        self.blocks = nn.ModuleList(
+            conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),  # (B, C_last, h, w) -> (B, C_last, 1, 1)
+            nn.Flatten(),  # -> (B, C_last)
+            nn.Dropout(dropout),
+            nn.Linear(channels[-1], n_classes),  # -> (B, n_classes)
+        )
+        # Fitted on the fold's inner-training pixels (set_normalisation), saved with the weights
+        # so a checkpoint is usable on its own.
+        self.register_buffer("pixel_mean", torch.zeros(()))
+        self.register_buffer("pixel_std", torch.ones(()))
+
+    def set_normalisation(self, mean: float, std: float) -> None:
+        self.pixel_mean.fill_(float(mean))
+        self.pixel_std.fill_(max(float(std), 1e-6))
+
+    def stages(self) -> list[nn.Module]:
+        return [*self.blocks, self.head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.pixel_mean) / self.pixel_std
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def augment(
+    x: torch.Tensor, flip: bool, rotate_degrees: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Random flips and small rotations of a (B, 1, S, S) batch, drawn from `gen`."""
+    b = x.shape[0]
+    if flip:
+        h = torch.rand(b, generator=gen, device=gen.device) < 0.5
+        v = torch.rand(b, generator=gen, device=gen.device) < 0.5
+        x = torch.where(h[:, None, None, None], x.flip(-1), x)
+        x = torch.where(v[:, None, None, None], x.flip(-2), x)
+    if rotate_degrees > 0:
+        angle = (torch.rand(b, generator=gen, device=gen.device) * 2 - 1) * math.radians(
+            rotate_degrees
+        )
+        cos, sin = angle.cos(), angle.sin()
+        zero = torch.zeros_like(cos)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1
+        )
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    return x
+
+
+def freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+def unfreeze_trailing(branch: ImageBranch, depth: int | str) -> list[str]:
+    """Make the last `depth` stages trainable ('all' = every stage); returns their names."""
+    stages = branch.stages()
+    k = len(stages) if depth == "all" else int(depth)
+    names = [f"block{i + 1}" for i in range(len(branch.blocks))] + ["head"]
+    for stage in stages[len(stages) - k :]:
+        for p in stage.parameters():
+            p.requires_grad_(True)
+    return names[len(stages) - k :]

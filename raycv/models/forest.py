@@ -1,0 +1,94 @@
+"""The metadata branch: imputation + encoding + random forest, with out-of-fold probabilities.
+
+The fusion must never train on in-sample forest probabilities (CONTRACTS 4.3): a
+forest's probabilities on its own training samples are near-perfect, so a fusion fit
+on them learns to trust the forest far too much. Training-fold samples therefore get
+probabilities from a patient-grouped inner CV; test samples get them from a forest fit
+on the whole training fold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from raycv.config import MetadataConfig
+
+
+def build_forest(features: pd.DataFrame, cfg: MetadataConfig, seed: int, n_jobs: int) -> Pipeline:
+    """An unfitted pipeline; imputation and encoding are fitted with the forest, on its data."""
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    categorical = [c for c in features.columns if c not in numeric]
+    encode = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                categorical,
+            ),
+        ]
+    )
+    forest = RandomForestClassifier(
+        n_estimators=cfg.n_estimators,
+        max_depth=cfg.max_depth,
+        min_samples_leaf=cfg.min_samples_leaf,
+        class_weight=None if cfg.class_weight == "none" else cfg.class_weight,
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
+    return Pipeline([("encode", encode), ("forest", forest)])
+
+
+def aligned_proba(model: Pipeline, features: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities, columns in class order even if the fit lacked a class."""
+    out = np.zeros((len(features), n_classes))
+    out[:, model.classes_] = model.predict_proba(features)
+    return out
+
+
+def _categorical_as_object(features: pd.DataFrame) -> pd.DataFrame:
+    # sklearn's imputer wants object columns with np.nan for missing categories
+    out = features.copy()
+    for c in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[c]):
+            out[c] = out[c].astype(object).where(out[c].notna(), np.nan)
+    return out
+
+
+def forest_probabilities(
+    features: pd.DataFrame,
+    y: np.ndarray,
+    patient_id: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    n_classes: int,
+    cfg: MetadataConfig,
+    seed: int,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray, Pipeline]:
+    """Out-of-fold probabilities for `train`, test probabilities, and the full-fold forest.
+
+    Returns (oof (len(train), C), test (len(test), C), forest fit on all of `train`).
+    """
+    X = _categorical_as_object(features)
+    X_train, y_train, groups = X.iloc[train], y[train], patient_id[train]
+    oof = np.full((len(train), n_classes), np.nan)
+    splitter = StratifiedGroupKFold(n_splits=cfg.inner_folds, shuffle=True, random_state=seed)
+    for fit_idx, held_idx in splitter.split(X_train, y_train, groups):
+        model = build_forest(X_train, cfg, seed, n_jobs).fit(
+            X_train.iloc[fit_idx], y_train[fit_idx]
+        )
+        oof[held_idx] = aligned_proba(model, X_train.iloc[held_idx], n_classes)
+    assert not np.isnan(oof).any(), "inner CV left a training sample without a probability"
+    full = build_forest(X_train, cfg, seed, n_jobs).fit(X_train, y_train)
+    return oof, aligned_proba(full, X.iloc[test], n_classes), full
