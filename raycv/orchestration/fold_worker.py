@@ -43,6 +43,8 @@ def train_fold(cfg: dict) -> dict:
     restored = ray.train.get_checkpoint()
     if restored is not None:
         restored.to_directory(str(local))
+        phases = sorted(p.stem for p in local.glob("*.pt"))
+        relay.push.remote((plan.fold, "restart", -1, {"note": f"resumed with phases {phases}"}))
 
     def on_save(phase: str) -> None:
         ray.train.report(

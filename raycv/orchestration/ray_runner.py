@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -30,6 +31,10 @@ from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
+
+# Launch queued folds at the latest this long after the first wave, even if a first-wave
+# fold has not reported yet (a slow node must not hold the others back).
+QUEUE_AFTER_S = 60.0
 
 
 class FoldFailedError(RaycvError):
@@ -117,7 +122,7 @@ def run_folds_on_ray(
     run_prefix: str = "",
     dataset_ref=None,
 ) -> list[FoldResult]:
-    """Run every unfinished fold as its own TorchTrainer, concurrently; Ray queues them."""
+    """Run every unfinished fold as its own trainer, concurrently; Ray queues them."""
     results: dict[int, FoldResult] = {}
     pending = []
     for plan in prepared.plans:
@@ -130,45 +135,87 @@ def run_folds_on_ray(
     if not pending:
         return [results[k] for k in sorted(results)]
 
-    board.event(f"ray: {ray.cluster_resources()}")
+    board.event(f"ray: cluster resources {ray.cluster_resources()}")
     relay = ProgressRelay.remote()
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
-    board.event("ray: dataset in the object store")
-    trainers = {
-        p.fold: fold_trainer(prepared, p, folder, dataset_ref, relay, run_prefix) for p in pending
-    }
+    finished: queue.Queue = queue.Queue()
+
+    def launch(plan) -> None:
+        trainer = fold_trainer(prepared, plan, folder, dataset_ref, relay, run_prefix)
+
+        def fit() -> None:
+            try:
+                finished.put((plan.fold, trainer.fit()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver loop
+                finished.put((plan.fold, exc))
+
+        # daemon: Ctrl-C must not wait for trainers that ray.shutdown() is ending
+        threading.Thread(target=fit, name=f"raycv-fold{plan.fold}", daemon=True).start()
+        board.event(f"ray: launched the trainer of fold {plan.fold}")
+
+    # Launch the folds that can run at once; the rest once those are computing, so that
+    # queued folds' controllers start while others compute instead of slowing their start.
+    first = pending[: fold_slots(prepared.config)]
+    queued = pending[len(first) :]
+    for plan in first:
+        launch(plan)
+    started: set[int] = set()
+    launched_at = time.time()
     failures: dict[int, BaseException] = {}
-    with ThreadPoolExecutor(max_workers=len(trainers), thread_name_prefix="raycv-fold") as pool:
-        futures = {pool.submit(t.fit): k for k, t in trainers.items()}
-        board.event(f"ray: launched trainers of folds {sorted(trainers)}")
-        while futures:
-            for event in ray.get(relay.drain.remote()):
-                board.update(*event)
-            for future in [f for f in futures if f.done()]:
-                k = futures.pop(future)
-                try:
-                    result = future.result()
-                    if result.error is not None:
-                        raise result.error
-                    fold_result = FoldResult.from_dict(result.return_value)
-                    result.checkpoint.to_directory(str(folder.fold_dir(k)))
-                    results[k] = fold_result
-                    board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
-                except Exception as exc:  # noqa: BLE001 - reported below, other folds go on
-                    failures[k] = exc
-                    board.fold_done(k, f"FAILED: {type(exc).__name__}: {exc}")
-            time.sleep(0.5)
+    running = len(first)
+    while running or queued:
         for event in ray.get(relay.drain.remote()):
+            started.add(event[0])
             board.update(*event)
+        if queued and (
+            started >= {p.fold for p in first} or time.time() - launched_at > QUEUE_AFTER_S
+        ):
+            for plan in queued:
+                launch(plan)
+            running, queued = running + len(queued), []
+        try:
+            k, outcome = finished.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        running -= 1
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome.error is not None:
+                raise outcome.error
+            fold_result = FoldResult.from_dict(outcome.return_value)
+            outcome.checkpoint.to_directory(str(folder.fold_dir(k)))
+            results[k] = fold_result
+            board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
+        except Exception as exc:  # noqa: BLE001 - reported below; other folds go on
+            failures[k] = exc
+            board.fold_done(k, f"FAILED: {type(exc).__name__}: {_first_line(exc)}")
+    for event in ray.get(relay.drain.remote()):
+        board.update(*event)
     ray.kill(relay)
     if failures:
-        k, exc = next(iter(sorted(failures.items())))
+        k, exc = min(failures.items())
         raise FoldFailedError(
             f"fold {k} failed after {prepared.config.resources.max_failures} retries "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            f"finished folds are kept: fix the cause and rerun with --resume"
+            f"({type(exc).__name__}: {_first_line(exc)}); finished folds are kept: fix the "
+            f"cause and rerun with --resume (log: {folder.log_path})"
         ) from exc
     return [results[k] for k in sorted(results)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def fold_slots(config) -> int:
+    """How many folds the cluster can run at once with `resources.per_fold`."""
+    total = ray.cluster_resources()
+    per = config.resources.per_fold
+    slots = int(total.get("CPU", 0) // per.cpu + 1e-9)
+    if per.gpu > 0:
+        slots = min(slots, int(total.get("GPU", 0) // per.gpu + 1e-9))
+    return max(1, slots)
 
 
 def ray_executor(address: str | None = None, verbose: bool = False):

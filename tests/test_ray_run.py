@@ -1,0 +1,215 @@
+"""`raycv run` on a real local Ray: the run folder, agreement with the sequential reference,
+a killed fold worker, and a killed driver resumed with --resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from raycv.cli import main
+from tests.conftest import TINY
+from tests.contract import check_run_folder
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+# Folds slow enough (~10 s each on 2 cores) that a kill lands mid-training.
+FAULT = {
+    **TINY,
+    "name": "fault",
+    "data": {"synthetic": {"patients": 60, "seed": 1, "image_size": 24}, "image_size": 24},
+    "image": {"channels": [8, 16], "batch_size": 16},
+    "pretrain": {"epochs": 40, "patience": 40},
+}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def write_config(tmp_path: Path, raw: dict, name="exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def probabilities(run: Path) -> pd.DataFrame:
+    pred = pd.read_csv(run / "predictions.csv", dtype={"sample_id": str})
+    return pred.set_index("sample_id")[[c for c in pred.columns if c.startswith("prob_")]]
+
+
+def assert_same_predictions(a: Path, b: Path) -> None:
+    pa, pb = probabilities(a), probabilities(b)
+    assert list(pa.index) == list(pb.index)
+    np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=1e-6)
+
+
+def test_quickstart_on_ray_writes_the_contract_run_folder(local_ray, tmp_path):
+    out = tmp_path / "quickstart"
+    assert main(["run", str(ROOT / "experiments/quickstart.yaml"), "--output", str(out)]) == 0
+    summary = check_run_folder(out)
+    assert summary["models"]["fusion"]["kappa_mean"] is not None
+    log = (out / "run.log").read_text()
+    assert "executor ray" in log and "done in" in log
+
+
+def test_ray_and_sequential_executors_give_the_same_predictions(local_ray, tmp_path):
+    config = write_config(tmp_path, TINY)
+    ray_out, seq_out = tmp_path / "ray", tmp_path / "seq"
+    assert main(["run", str(config), "--output", str(ray_out)]) == 0
+    assert main(["run", str(config), "--output", str(seq_out), "--executor", "sequential"]) == 0
+    assert_same_predictions(ray_out, seq_out)
+
+
+def test_an_existing_run_folder_is_refused_without_resume_or_overwrite(local_ray, tmp_path, capsys):
+    config = write_config(tmp_path, TINY)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["run", str(config), "--output", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+# -- faults: real processes, real signals ------------------------------------------------
+
+
+def start_cli(config: Path, out: Path, tag: str, *extra: str) -> subprocess.Popen:
+    """`raycv run` in its own process group (its own private Ray), tagged through the
+    environment so the test can find that Ray's processes and only those."""
+    env = {**os.environ, "RAYCV_TEST_TAG": tag, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "raycv", "run", str(config), "--output", str(out), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def tagged_processes(tag: str, title: str = "") -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if f"RAYCV_TEST_TAG={tag}".encode() in environ and title in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"raycv exited ({proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def kill_all(tag: str, proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in tagged_processes(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+def log_text(out: Path) -> str:
+    path = out / "run.log"
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_killed_fold_worker_is_retried_and_the_run_agrees(tmp_path):
+    config = write_config(tmp_path, {**FAULT, "cv": {"folds": 2, "seed": 0}})
+    reference, out = tmp_path / "reference", tmp_path / "faulty"
+    assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
+    tag = f"worker-kill-{os.getpid()}"
+    proc = start_cli(config, out, tag)
+    try:
+        wait_for(lambda: "pretrain(thermal_map) ep 3" in log_text(out), 240, "pretraining", proc)
+        workers = wait_for(lambda: tagged_processes(tag, "RayTrainWorker"), 30, "a worker")
+        os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        kill_all(tag, proc)
+    assert proc.returncode == 0, output
+    assert "resumed with phases" in log_text(out)  # the retried fold restarted from its checkpoint
+    check_run_folder(out)
+    assert_same_predictions(out, reference)
+
+
+def test_a_killed_driver_resumes_recomputing_only_unfinished_folds(tmp_path):
+    config = write_config(tmp_path, {**FAULT, "cv": {"folds": 3, "seed": 0}})
+    reference, out = tmp_path / "reference", tmp_path / "resumed"
+    assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
+    tag = f"driver-kill-{os.getpid()}"
+    proc = start_cli(config, out, tag)
+
+    def finished_folds():
+        return sorted(p.parent.name for p in (out / "checkpoints").glob("fold*/result.pt"))
+
+    try:
+        done = wait_for(finished_folds, 300, "a finished fold", proc)
+    finally:
+        kill_all(tag, proc)  # the driver and its whole private Ray, mid-run
+    assert len(done) < 3, "every fold finished before the kill; the test needs a slower fold"
+    stamps = {f: (out / "checkpoints" / f / "result.pt").stat().st_mtime_ns for f in done}
+
+    again = start_cli(config, out, tag, "--resume")
+    try:
+        output, _ = again.communicate(timeout=400)
+    finally:
+        kill_all(tag, again)
+    assert again.returncode == 0, output
+    for f, stamp in stamps.items():  # finished folds were reused, not trained again
+        assert (out / "checkpoints" / f / "result.pt").stat().st_mtime_ns == stamp
+        assert f"fold {f[4:]} done earlier (reused)" in log_text(out)
+    check_run_folder(out)
+    assert_same_predictions(out, reference)
+
+
+def test_ctrl_c_stops_the_run_cleanly_and_says_how_to_resume(tmp_path):
+    config = write_config(tmp_path, {**FAULT, "cv": {"folds": 2, "seed": 0}})
+    out = tmp_path / "interrupted"
+    tag = f"ctrl-c-{os.getpid()}"
+    proc = start_cli(config, out, tag)
+    try:
+        wait_for(lambda: "pretrain(thermal_map) ep 2" in log_text(out), 240, "pretraining", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, output
+        assert "--resume" in output
+        # the private Ray and its fold workers are gone: nothing keeps computing
+        wait_for(lambda: not tagged_processes(tag, "RayTrainWorker"), 60, "workers to stop")
+        assert (out / "config.yaml").exists() and not (out / "summary.json").exists()
+    finally:
+        kill_all(tag, proc)
