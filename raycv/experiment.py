@@ -8,7 +8,6 @@ The executor only decides where and when folds run; the numbers are the same.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from raycv import config as config_mod
+from raycv.checkpoints import PhaseStore
 from raycv.config import Config
 from raycv.data import load_dataset, resolve_config
 from raycv.data.dataset import Dataset
@@ -56,6 +56,21 @@ def prepare(config: Config) -> Prepared:
     return Prepared(config, dataset, fold_of, plan_folds(dataset, fold_of, config))
 
 
+def reuse_finished_folds(
+    prepared: Prepared, folder: RunFolder, board: ProgressBoard
+) -> tuple[dict[int, FoldResult], list[FoldSplit]]:
+    """Results of folds an earlier (interrupted) run finished, and the plans still to run."""
+    done, pending = {}, []
+    for plan in prepared.plans:
+        state = PhaseStore(folder.fold_dir(plan.fold)).load("result")
+        if state is not None:  # never retrained
+            done[plan.fold] = FoldResult.from_dict(state)
+            board.fold_done(plan.fold, "done earlier (reused)")
+        else:
+            pending.append(plan)
+    return done, pending
+
+
 # An executor runs every fold and returns their results, in any order.
 Executor = Callable[[Prepared, RunFolder, ProgressBoard], list[FoldResult]]
 
@@ -78,7 +93,7 @@ def run_cv(
     output: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    stream=sys.stderr,
+    stream=None,
 ) -> RunOutcome:
     config = prepared.config
     started, t0 = now(), time.time()

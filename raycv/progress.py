@@ -19,12 +19,13 @@ class ProgressBoard:
         self,
         n_folds: int,
         log_path: Path | None = None,
-        stream: TextIO | None = sys.stderr,
+        stream: TextIO | None = None,  # None: this process's stderr; quiet=True: none
         every_seconds: float = 10.0,
+        quiet: bool = False,
     ):
         self.n_folds = n_folds
         self.state: dict[int, str] = {k: "waiting" for k in range(n_folds)}
-        self.stream = stream
+        self.stream = None if quiet else (stream or sys.stderr)
         self.every = every_seconds
         self.started = time.time()
         self.last_print = 0.0

@@ -282,7 +282,7 @@ def test_labels_shuffled_between_patients_score_at_chance_unless_folds_leak():
     real = mean_fold_kappas(shuffled, plan_folds(shuffled, fold_of, config), config)
     assert set(real) == {"metadata", "thermal_map", "fusion_stage1", "fusion"}
     for m, k in real.items():
-        assert abs(k) < 0.15, (m, real)
+        assert abs(k) < 0.2, (m, real)
     metadata_only = prepare(
         tiny_config(
             "data.synthetic.patients=200",

@@ -22,9 +22,8 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-from raycv.checkpoints import PhaseStore
 from raycv.errors import RaycvError
-from raycv.experiment import Prepared
+from raycv.experiment import Prepared, reuse_finished_folds
 from raycv.orchestration.fold_worker import train_fold
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
@@ -123,15 +122,7 @@ def run_folds_on_ray(
     dataset_ref=None,
 ) -> list[FoldResult]:
     """Run every unfinished fold as its own trainer, concurrently; Ray queues them."""
-    results: dict[int, FoldResult] = {}
-    pending = []
-    for plan in prepared.plans:
-        done = PhaseStore(folder.fold_dir(plan.fold)).load("result")
-        if done is not None:  # finished in an earlier, interrupted run: never retrained
-            results[plan.fold] = FoldResult.from_dict(done)
-            board.fold_done(plan.fold, "done earlier (reused)")
-        else:
-            pending.append(plan)
+    results, pending = reuse_finished_folds(prepared, folder, board)
     if not pending:
         return [results[k] for k in sorted(results)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from raycv.checkpoints import PhaseStore
-from raycv.experiment import Prepared
+from raycv.experiment import Prepared, reuse_finished_folds
 from raycv.fold import run_fold
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
@@ -23,8 +23,9 @@ def run_sequential(prepared: Prepared, folder: RunFolder, board: ProgressBoard) 
     torch.set_num_threads(fold_threads(config))
     device = "cuda" if config.resources.per_fold.gpu > 0 and torch.cuda.is_available() else "cpu"
     try:
-        results = []
-        for plan in prepared.plans:
+        done, pending = reuse_finished_folds(prepared, folder, board)
+        results = list(done.values())
+        for plan in pending:
             store = PhaseStore(folder.fold_dir(plan.fold))
             result = run_fold(
                 prepared.dataset, plan, config, store=store, progress=board.update, device=device

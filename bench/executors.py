@@ -1,0 +1,155 @@
+"""Benchmark: the Ray executor against the sequential reference, on one machine, in one go.
+
+    python bench/executors.py [--folds 4] [--skip-default]
+
+1. The default experiment (experiments/two_stage_fusion.yaml) with --folds folds:
+   sequential, given every core (resources.per_fold.cpu = cores); on Ray with the
+   default 1 CPU per fold (folds queue in waves); and on Ray with cores/folds CPUs per
+   fold (every fold at once, one wave).
+2. A tiny run (quickstart, 2 folds) both ways: Ray's fixed overhead = the difference.
+
+Prints wall time, peak memory (the summed PSS of every process of the run, Ray's
+included, sampled every 0.25 s) and the ratios. Timings on shared machines are noisy:
+compare ratios measured in the same run, never figures from different runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pss_kib(pid: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tagged_pss_mib(tag: str) -> float:
+    """Summed PSS of every process whose environment carries the tag (Ray's included)."""
+    total = 0
+    needle = f"RAYCV_BENCH_TAG={tag}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "environ").read_bytes():
+                    total += _pss_kib(proc.name)
+            except OSError:
+                continue
+    return total / 1024
+
+
+def measure(label: str, args: list[str]) -> dict:
+    """Run `raycv run ...` in a fresh process (and, for Ray, a fresh private Ray)."""
+    tag = f"{label}-{os.getpid()}-{time.time_ns()}"
+    env = {**os.environ, "RAYCV_BENCH_TAG": tag}
+    env.pop("RAY_ADDRESS", None)
+    peak = 0.0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tagged_pss_mib(tag))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    started = time.perf_counter()
+    sampler.start()
+    proc = subprocess.run(
+        [sys.executable, "-m", "raycv", "run", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    wall = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        sys.exit(f"{label} failed:\n{proc.stdout}\n{proc.stderr}")
+    out = Path(args[args.index("--output") + 1])
+    summary = json.loads((out / "summary.json").read_text())
+    fusion = summary["models"].get("fusion", {}).get("kappa_mean")
+    row = {"run": label, "wall_s": round(wall, 1), "peak_mib": round(peak), "fusion_kappa": fusion}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--skip-default", action="store_true", help="only the tiny-run overhead")
+    args = parser.parse_args()
+    cores = os.cpu_count()
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
+        f"{cores} cores, python {platform.python_version()}",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="raycv-bench-"))
+    rows = {}
+
+    def run(label, experiment, *sets, executor="ray"):
+        sets = [s for kv in sets for s in ("--set", kv)]
+        rows[label] = measure(
+            label,
+            [str(ROOT / experiment), "--output", str(work / label), "--executor", executor, *sets],
+        )
+
+    tiny = "experiments/quickstart.yaml"
+    run(
+        "tiny_sequential",
+        tiny,
+        "cv.folds=2",
+        f"resources.per_fold.cpu={cores}",
+        executor="sequential",
+    )
+    run("tiny_ray", tiny, "cv.folds=2", f"resources.per_fold.cpu={cores / 2:g}")
+    if not args.skip_default:
+        default, folds = "experiments/two_stage_fusion.yaml", f"cv.folds={args.folds}"
+        run(
+            "default_sequential",
+            default,
+            folds,
+            f"resources.per_fold.cpu={cores}",
+            executor="sequential",
+        )
+        run("default_ray_1cpu", default, folds, "resources.per_fold.cpu=1")
+        run(
+            "default_ray_one_wave", default, folds, f"resources.per_fold.cpu={cores / args.folds:g}"
+        )
+
+    print("\nsummary")
+    overhead = rows["tiny_ray"]["wall_s"] - rows["tiny_sequential"]["wall_s"]
+    print(
+        f"  tiny run: Ray's fixed overhead {overhead:.1f} s "
+        f"({rows['tiny_ray']['wall_s']} s vs {rows['tiny_sequential']['wall_s']} s)"
+    )
+    if not args.skip_default:
+        base = rows["default_sequential"]
+        for label in ("default_ray_1cpu", "default_ray_one_wave"):
+            r = rows[label]
+            print(
+                f"  {label}: wall {r['wall_s']} s = {r['wall_s'] / base['wall_s']:.2f}x "
+                f"sequential ({base['wall_s']} s); peak memory {r['peak_mib']} MiB vs "
+                f"{base['peak_mib']} MiB"
+            )
+
+
+if __name__ == "__main__":
+    main()
