@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
     stages = stage_table(outcome.summary)
     if stages:
         print("\n" + stages)
-    print(f"\nresults: {outcome.folder.path}")
+    print(f"\nresults: {outcome.folder}")
     return 0
 
 

@@ -105,7 +105,7 @@ def run_cv(
         board.say(
             f"raycv: {'resuming' if resumed else 'running'} {config.name!r}: "
             f"{len(prepared.dataset)} samples, {len(np.unique(prepared.dataset.patient_id))} "
-            f"patients, {len(prepared.plans)} folds, executor {executor_name} -> {folder.path}"
+            f"patients, {len(prepared.plans)} folds, executor {executor_name} -> {folder}"
         )
         results = executor(prepared, folder, board)
     finally:
@@ -114,6 +114,8 @@ def run_cv(
     folder.write_json(
         "provenance.json", provenance(prepared.dataset.fingerprint(), started, executor_name)
     )
+    folder.sync()
+    folder.close()
     return RunOutcome(folder, summary, resumed)
 
 

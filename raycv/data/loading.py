@@ -29,6 +29,7 @@ from raycv.config import DEFAULT_CLASSES, DEFAULT_MODALITIES, ColumnsConfig, Con
 from raycv.data import images
 from raycv.data.dataset import Dataset
 from raycv.errors import DataError
+from raycv.storage import filesystem
 
 METADATA_CSV = "metadata.csv"
 DATASET_YAML = "dataset.yaml"
@@ -51,13 +52,9 @@ class Folder:
     def __init__(self, location: str):
         self.location = str(location)
         try:
-            if "://" in self.location:
-                self.fs, self.root = pafs.FileSystem.from_uri(self.location)
-            else:
-                self.fs = pafs.LocalFileSystem()
-                self.root = os.path.abspath(os.path.expanduser(self.location))
-        except (pyarrow.ArrowException, OSError, ValueError) as exc:
-            raise DataError(f"cannot open dataset location {self.location!r}: {exc}") from None
+            self.fs, self.root = filesystem(self.location)
+        except ValueError as exc:
+            raise DataError(f"cannot open dataset location: {exc}") from None
 
     def show(self, rel: str = "") -> str:
         """The name a user recognises (the location as given), for messages."""

@@ -107,7 +107,7 @@ def fold_trainer(
         ),
         run_config=RunConfig(
             name=f"{run_prefix}fold{plan.fold}",
-            storage_path=str(folder.ray_storage),
+            storage_path=folder.ray_storage,
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
@@ -178,6 +178,7 @@ def run_folds_on_ray(
             outcome.checkpoint.to_directory(str(folder.fold_dir(k)))
             results[k] = fold_result
             board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
+            folder.sync()
         except Exception as exc:  # noqa: BLE001 - reported below; other folds go on
             failures[k] = exc
             board.fold_done(k, f"FAILED: {type(exc).__name__}: {_first_line(exc)}")

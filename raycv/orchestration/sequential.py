@@ -31,6 +31,7 @@ def run_sequential(prepared: Prepared, folder: RunFolder, board: ProgressBoard) 
                 prepared.dataset, plan, config, store=store, progress=board.update, device=device
             )
             board.fold_done(plan.fold, f"done in {result.seconds:.0f}s")
+            folder.sync()
             results.append(result)
         return results
     finally:
