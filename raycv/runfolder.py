@@ -16,9 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pyarrow.fs as pafs
-
 import pandas as pd
+import pyarrow.fs as pafs
 import yaml
 
 from raycv import config as config_mod
