@@ -61,6 +61,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="join this Ray cluster ('auto' or host:port); default: start a private local Ray",
     )
 
+    tune_p = sub.add_parser(
+        "tune",
+        help="search stage 2's settings with Ray Tune, every trial a full cross-validation",
+        description="Search the config's tune.space (default: stage2.lr log-uniform 1e-8..1e-6 "
+        "and stage2.unfreeze_depth) with Ray Tune. Each trial runs every fold; pretraining and "
+        "stage 1 are computed once per fold and shared. Writes trials.csv, best.yaml, best/ "
+        "(the best trial's run folder) and summary.json with the best trial's (optimistic) "
+        "and the nested outer kappa.",
+    )
+    _add_config_args(tune_p)
+    tune_p.add_argument(
+        "--address",
+        help="join this Ray cluster ('auto' or host:port); default: start a private local Ray",
+    )
+
+    submit = sub.add_parser(
+        "submit",
+        help="submit a run (or with --tune a search) to a Ray cluster as a Ray job",
+        description="Submit `raycv run` (or `raycv tune`) as a Ray job with this project as its "
+        "working directory; the job writes its run folder to --output (a path every node "
+        "sees, or a URI). Prints the job id and how to follow its logs; --wait streams "
+        "them and exits with the job's status.",
+    )
+    _add_config_args(submit)
+    submit.add_argument(
+        "--address",
+        help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS)",
+    )
+    submit.add_argument("--tune", action="store_true", help="submit `raycv tune` instead of run")
+    submit.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+
+    report = sub.add_parser(
+        "report",
+        help="write report.html / report.md (tables, bootstrap CIs, figures) for a run folder",
+        description="Build the report of a finished run or tune folder from its files alone "
+        "(never trains): per-model kappas with patient-level bootstrap CIs, the paired "
+        "fusion-vs-single-modality and stage 2-vs-stage 1 differences, figures.",
+    )
+    report.add_argument("run_dir", help="a run folder (or a tune folder)")
+    report.add_argument(
+        "--bootstrap", type=int, default=2000, help="bootstrap resamples of patients (default 2000)"
+    )
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
     data = sub.add_parser("data", help="make or check datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser(
@@ -122,6 +166,35 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from raycv import config as config_mod
+    from raycv.experiment import prepare
+    from raycv.orchestration.tune import tune_experiment
+
+    prepared = prepare(config_mod.load(args.config, args.overrides))
+    folder, _, table = tune_experiment(
+        prepared, args.output, args.resume, args.overwrite, args.address, args.verbose
+    )
+    print(table)
+    print(f"\nresults: {folder}  (best config: {folder.path / 'best.yaml'})")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from raycv.orchestration.submit import submit
+
+    return submit(args)
+
+
+def cmd_report(args) -> int:
+    from raycv.report import build_report
+
+    written = build_report(Path(args.run_dir), n_boot=args.bootstrap, seed=args.seed)
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_data(args) -> int:
     from raycv import config as config_mod
     from raycv.data import check_dataset, write_dataset
@@ -141,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
-        return cmd_data(args)
+        commands = {"tune": cmd_tune, "submit": cmd_submit, "report": cmd_report}
+        return commands.get(args.command, cmd_data)(args)
     except RaycvError as exc:
         print(f"raycv: error: {exc}", file=sys.stderr)
         return 2

@@ -203,18 +203,26 @@ class ResourcesConfig:
 @dataclass
 class TuneConfig:
     # dotted config key -> {loguniform: [lo, hi]} | {uniform: [lo, hi]} | {randint: [lo, hi]}
-    #                      | {choice: [v, ...]}
-    space: dict[str, dict] = field(
-        default_factory=lambda: {
-            "stage2.lr": {"loguniform": [1e-8, 1e-6]},
-            "stage2.unfreeze_depth": {"choice": [1, 2, 3, "all"]},
-        }
-    )
+    # (hi included) | {choice: [v, ...]}. None: stage2.lr log-uniform 1e-8..1e-6 and
+    # stage2.unfreeze_depth over 1..all blocks
+    space: dict[str, dict] | None = None
     num_samples: int = 8
     max_concurrent_trials: int = 2
     search_alg: Literal["random", "optuna"] = "random"
     scheduler: Literal["none", "asha"] = "none"
-    reuse: bool = True  # share pretraining and stage 1 across trials
+    # compute the phases no searched key changes (forest, pretraining, stage 1) once per
+    # fold and share them across trials and searches
+    reuse: bool = True
+    cache_dir: str | None = None  # where shared phases live; None: <output parent>/.raycv-cache
+
+    def __post_init__(self):
+        _require(self.num_samples >= 1, "tune.num_samples", self.num_samples, "an int >= 1")
+        _require(
+            self.max_concurrent_trials >= 1,
+            "tune.max_concurrent_trials",
+            self.max_concurrent_trials,
+            "an int >= 1",
+        )
 
 
 @dataclass

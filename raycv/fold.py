@@ -99,8 +99,13 @@ def run_fold(
     store: PhaseStore | None = None,
     progress: Progress | None = None,
     device: str | torch.device = "cpu",
-) -> FoldResult:
-    """Train and evaluate every model of one outer fold; returns its FoldResult."""
+    until: str | None = None,
+) -> FoldResult | None:
+    """Train and evaluate every model of one outer fold; returns its FoldResult.
+
+    until='stage1' stops once stage 1 is saved in `store` and returns None: Tune computes
+    the phases that no trial changes once per fold, before its trials start.
+    """
     if store is not None and (done := store.load("result")) is not None:
         log.info("fold %d: finished earlier, reusing its result", split.fold)
         return FoldResult.from_dict(done)
@@ -227,6 +232,8 @@ def run_fold(
             return {"state": s1.state, "score": s1.score, "history": s1.history}
 
         s1 = cached("stage1", stage1)
+        if until == "stage1":
+            return None
         fusion.load_state_dict(s1["state"])
         test_probs["fusion_stage1"], val_probs["fusion_stage1"] = (
             pred(fusion, test),

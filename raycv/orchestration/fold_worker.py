@@ -13,7 +13,8 @@ def train_fold(cfg: dict) -> dict:
     """Run one fold on a Ray Train worker; returns the FoldResult as a dict.
 
     cfg: {"config": Config as dict, "plan": FoldSplit fields, "dataset": ObjectRef of the
-    Dataset, "relay": ProgressRelay handle}. Knows nothing of Tune or of the driver.
+    Dataset, "relay": ProgressRelay handle, "until": None or 'stage1', "shared": {phase:
+    path of a phase file computed elsewhere}}. Knows nothing of Tune or of the driver.
     """
     import shutil
     import tempfile
@@ -58,8 +59,17 @@ def train_fold(cfg: dict) -> dict:
         relay.push.remote((fold, phase, epoch, row))
 
     try:
-        store = PhaseStore(local, on_save=on_save)
-        result = run_fold(dataset, plan, config, store=store, progress=progress, device=device)
+        shared = {phase: Path(path) for phase, path in (cfg.get("shared") or {}).items()}
+        store = PhaseStore(local, on_save=on_save, shared=shared)
+        result = run_fold(
+            dataset,
+            plan,
+            config,
+            store=store,
+            progress=progress,
+            device=device,
+            until=cfg.get("until"),
+        )
     finally:
         shutil.rmtree(local, ignore_errors=True)
-    return result.to_dict()
+    return None if result is None else result.to_dict()

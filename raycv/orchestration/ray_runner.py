@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -82,7 +83,14 @@ def start_ray(address: str | None, verbose: bool) -> bool:
 
 
 def fold_trainer(
-    prepared: Prepared, plan, folder: RunFolder, dataset_ref, relay, run_prefix: str
+    prepared: Prepared,
+    plan,
+    folder: RunFolder,
+    dataset_ref,
+    relay,
+    run_prefix: str,
+    until: str | None = None,
+    shared: dict[str, str] | None = None,
 ) -> DataParallelTrainer:
     """A one-worker Ray Train trainer for one fold.
 
@@ -99,6 +107,8 @@ def fold_trainer(
             "plan": dataclasses.asdict(plan),  # plain arrays: the controller need not import raycv
             "dataset": dataset_ref,
             "relay": relay,
+            "until": until,
+            "shared": shared or {},
         },
         scaling_config=ScalingConfig(
             num_workers=1,
@@ -120,9 +130,20 @@ def run_folds_on_ray(
     board: ProgressBoard,
     run_prefix: str = "",
     dataset_ref=None,
+    until: str | None = None,
+    shared: dict[int, dict[str, str]] | None = None,
+    on_result: Callable[[FoldResult], None] | None = None,
 ) -> list[FoldResult]:
-    """Run every unfinished fold as its own trainer, concurrently; Ray queues them."""
+    """Run every unfinished fold as its own trainer, concurrently; Ray queues them.
+
+    until='stage1' runs the folds only up to stage 1 (their phase files land in
+    folder.fold_dir(k); no results). shared: per fold, phase files to load instead of
+    computing them. on_result: called with each fold's result as it finishes.
+    """
     results, pending = reuse_finished_folds(prepared, folder, board)
+    if on_result is not None:
+        for r in results.values():
+            on_result(r)
     if not pending:
         return [results[k] for k in sorted(results)]
 
@@ -132,7 +153,16 @@ def run_folds_on_ray(
     finished: queue.Queue = queue.Queue()
 
     def launch(plan) -> None:
-        trainer = fold_trainer(prepared, plan, folder, dataset_ref, relay, run_prefix)
+        trainer = fold_trainer(
+            prepared,
+            plan,
+            folder,
+            dataset_ref,
+            relay,
+            run_prefix,
+            until=until,
+            shared=(shared or {}).get(plan.fold),
+        )
 
         def fit() -> None:
             try:
@@ -174,11 +204,16 @@ def run_folds_on_ray(
                 raise outcome
             if outcome.error is not None:
                 raise outcome.error
-            fold_result = FoldResult.from_dict(outcome.return_value)
             outcome.checkpoint.to_directory(str(folder.fold_dir(k)))
+            if outcome.return_value is None:  # stopped early on purpose (until=...)
+                board.fold_done(k, f"done up to {until}")
+                continue
+            fold_result = FoldResult.from_dict(outcome.return_value)
             results[k] = fold_result
             board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
             folder.sync()
+            if on_result is not None:
+                on_result(fold_result)
         except Exception as exc:  # noqa: BLE001 - reported below; other folds go on
             failures[k] = exc
             board.fold_done(k, f"FAILED: {type(exc).__name__}: {_first_line(exc)}")

@@ -1,0 +1,94 @@
+"""Reuse of phases across Tune trials: which phases a search leaves unchanged, and their keys.
+
+Pretraining and stage 1 do not depend on stage 2's settings, so a search over stage 2
+computes them once per fold and every trial loads them. A phase is reused only when no
+searched key is among what it depends on; its cache key hashes exactly those settings,
+the dataset fingerprint, the fold assignment and the raycv version, so a second search
+on the same data and settings finds the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+import raycv
+from raycv import config as config_mod
+from raycv.config import Config
+
+# What each reusable phase depends on (dotted prefixes of config keys). Threads change
+# float rounding, so the fold's CPU count is part of every key.
+PHASE_DEPENDS = {
+    "forest": ("data", "cv", "metadata", "resources.per_fold.cpu"),
+    "pretrain": (
+        "data",
+        "cv",
+        "image",
+        "pretrain",
+        "early_stopping",
+        "metrics",
+        "resources.per_fold",
+        "resources.bf16",
+    ),
+    "stage1": (
+        "data",
+        "cv",
+        "metadata",
+        "image",
+        "pretrain",
+        "stage1",
+        "fusion",
+        "early_stopping",
+        "metrics",
+        "resources.per_fold",
+        "resources.bf16",
+    ),
+}
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def reusable_phases(searched_keys, enabled: bool = True) -> list[str]:
+    """Phases no searched key can change (none when reuse is switched off)."""
+    if not enabled:
+        return []
+    return [
+        phase
+        for phase, deps in PHASE_DEPENDS.items()
+        if not any(_under(k, deps) for k in searched_keys)
+    ]
+
+
+def phase_key(phase: str, config: Config, fingerprint: str, fold_of: np.ndarray) -> str:
+    flat = config_mod.flatten(config.to_dict())
+    settings = {k: v for k, v in sorted(flat.items()) if _under(k, PHASE_DEPENDS[phase])}
+    blob = json.dumps(
+        {
+            "phase": phase,
+            "settings": settings,
+            "data": fingerprint,
+            "folds": np.asarray(fold_of).tolist(),
+            "raycv": raycv.__version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def phase_files(phase: str, file_stems: list[str], cache: Path, key: str, fold: int) -> dict:
+    """{file stem: path} of one phase's cached files for one fold."""
+    folder = cache / f"{phase}-{key}" / f"fold{fold}"
+    return {stem: folder / f"{stem}.pt" for stem in file_stems}
+
+
+def stems(phase: str, image_modalities: list[str]) -> list[str]:
+    """The PhaseStore files a phase writes (pretraining writes one per image modality)."""
+    if phase == "pretrain":
+        return [f"pretrain_{m}" for m in image_modalities]
+    return [phase]

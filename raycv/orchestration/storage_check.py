@@ -1,0 +1,90 @@
+"""Is the run folder the same folder on every node? Checked before any fold trains.
+
+On a cluster each fold's trainer writes its checkpoints to `<run folder>/ray` from
+whichever node it lands on, and the driver reads them back. A run folder that is a
+plain local path on the driver's node (not a shared filesystem, not a URI) would then
+scatter checkpoints over the nodes' own disks, where the driver never finds them.
+
+So the driver writes a marker with a random token into the run folder, and a tiny
+0-CPU task pinned to each alive node reads it back. Any node that cannot read it (the
+path does not exist there, a URI without credentials there) refuses the run with one
+line naming that node, before any training. A single-node cluster passes trivially.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from raycv.errors import RunFolderError
+from raycv.storage import filesystem, is_uri
+
+MARKER = ".raycv-shared-storage-check"
+# A node that has not answered by then (no worker could start there) counts as failing.
+ANSWER_WITHIN_S = 180.0
+
+
+def check_shared_storage(folder_location: str) -> None:
+    """Raise RunFolderError unless every alive node of the connected cluster can read
+    a marker the driver writes into `folder_location` (a local path or a URI)."""
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    if len(nodes) <= 1:
+        return
+    try:
+        fs, path = filesystem(folder_location)
+    except ValueError as exc:
+        raise RunFolderError(f"--output: {exc}") from None
+    # What the nodes open: the URI as given, or the absolute path as the driver sees it.
+    where = folder_location.rstrip("/") if is_uri(folder_location) else path
+    marker, token = f"{path}/{MARKER}-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(marker) as out:
+        out.write(token.encode())
+    try:
+        answers = {
+            node["NodeID"]: _read_marker.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(f"{where}/{marker.rsplit('/', 1)[1]}", token)
+            for node in nodes
+        }
+        for node in nodes:
+            problem = _answer(answers[node["NodeID"]])
+            if problem:
+                raise RunFolderError(
+                    f"the run folder {folder_location!r} is not shared: node "
+                    f"{node['NodeID']} ({node['NodeManagerAddress']}) {problem}, so fold "
+                    "checkpoints written there would be lost; on a cluster give --output a "
+                    "URI (s3://bucket/path) or a path on a filesystem every node mounts"
+                )
+    finally:
+        try:
+            fs.delete_file(marker)
+        except OSError:
+            pass
+
+
+def _answer(ref) -> str | None:
+    try:
+        return ray.get(ref, timeout=ANSWER_WITHIN_S)
+    except ray.exceptions.GetTimeoutError:
+        ray.cancel(ref, force=True)
+        return f"did not answer the check within {ANSWER_WITHIN_S:.0f} s"
+    except ray.exceptions.RayError as exc:
+        return f"could not run the check ({type(exc).__name__})"
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _read_marker(location: str, token: str) -> str | None:
+    """On one node: None if the marker reads back the token, else what went wrong."""
+    try:
+        fs, path = filesystem(location)
+        with fs.open_input_stream(path) as stream:
+            found = stream.read().decode(errors="replace")
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()
+        return f"cannot read the marker {location!r} ({first[0] if first else type(exc).__name__})"
+    if found != token:
+        return f"reads a different {location!r} than the driver wrote"
+    return None

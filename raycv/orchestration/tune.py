@@ -1,0 +1,366 @@
+"""`raycv tune`: a Ray Tune search in which every trial is a full cross-validation.
+
+Three layers, as in Ray's train/tune interop: the fold worker (fold_worker.py) knows
+nothing of Tune; a trial (`_trial`) runs every fold as its own Ray Train trainer, as
+`raycv run` does, and reports to Tune after each fold in fold order; the driver
+(`run_tune`) builds the Tuner around it. Phases no searched key changes are computed
+once per fold before the trials start (reuse.py), and every trial loads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray import tune
+
+from raycv import config as config_mod
+from raycv.config import Config, ConfigError
+from raycv.errors import RaycvError, RunFolderError
+from raycv.experiment import Prepared, write_results
+from raycv.folds import folds_table
+from raycv.metrics import kappa
+from raycv.orchestration import reuse
+from raycv.orchestration.ray_runner import run_folds_on_ray
+from raycv.progress import ProgressBoard
+from raycv.provenance import now, provenance
+from raycv.results import FoldResult
+from raycv.runfolder import RunFolder
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE = "objective"  # mean over folds of the inner-validation fusion kappa
+SAMPLERS = ("loguniform", "uniform", "randint", "choice")
+
+
+# -- the search space -----------------------------------------------------------------
+
+
+def search_space(config: Config) -> dict:
+    """Config's `tune.space` as Tune samplers, each key checked against the config."""
+    space = config.tune.space or default_space(config)
+    out = {}
+    for key, spec in space.items():
+        config_mod.config_type(key)  # unknown keys are refused by name
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
+            raise ConfigError(
+                f"tune.space.{key}={spec!r} is not allowed: expected one of "
+                f"{{loguniform: [lo, hi]}}, {{uniform: [lo, hi]}}, {{randint: [lo, hi]}}, "
+                f"{{choice: [v, ...]}}"
+            )
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            if not isinstance(args, list) or not args:
+                raise ConfigError(f"tune.space.{key}.choice must be a non-empty list")
+            for value in args:  # every option must make a valid config
+                config_mod.from_dict(config.to_dict(), [(key, value)])
+            out[key] = tune.choice(args)
+            continue
+        if not (isinstance(args, list) and len(args) == 2):
+            raise ConfigError(f"tune.space.{key}.{kind} needs [low, high], got {args!r}")
+        lo, hi = (float(a) for a in args)
+        if not lo < hi or (kind == "loguniform" and lo <= 0):
+            raise ConfigError(f"tune.space.{key}.{kind}={args!r} needs 0 < low < high")
+        for value in (lo, hi):
+            config_mod.from_dict(config.to_dict(), [(key, int(value) if kind == "randint" else value)])
+        sampler = {"loguniform": tune.loguniform, "uniform": tune.uniform}.get(kind)
+        out[key] = sampler(lo, hi) if sampler else tune.randint(int(lo), int(hi) + 1)
+    return out
+
+
+def default_space(config: Config) -> dict:
+    """stage2.lr log-uniform 1e-8..1e-6, and unfreeze_depth over 1..all blocks."""
+    blocks = len(config.image.channels) + 1
+    return {
+        "stage2.lr": {"loguniform": [1e-8, 1e-6]},
+        "stage2.unfreeze_depth": {"choice": [*range(1, blocks), "all"]},
+    }
+
+
+def trial_config(base: dict, params: dict) -> Config:
+    """The base config with one trial's values (fusion weights renormalise themselves)."""
+    return config_mod.from_dict(base, list(params.items()))
+
+
+# -- one trial ------------------------------------------------------------------------
+
+
+def fold_scores(result: FoldResult, dataset, kappa_weights: str) -> tuple[float, float]:
+    """(inner-validation fusion kappa, outer test fusion kappa) of one fold."""
+    y = dataset.y[result.test_index]
+    n = result.probs["fusion"].shape[1]
+    outer = kappa(y, result.probs["fusion"].argmax(1), n, kappa_weights)
+    return result.val_kappa["fusion"], outer
+
+
+def _trial(params: dict, *, base: dict, refs: dict, tune_dir: str, shared: dict) -> None:
+    """A Tune function trainable: one full cross-validation of one setting."""
+    config = trial_config(base, params)
+    dataset = ray.get(refs["dataset"])
+    prepared = Prepared(config, dataset, refs["fold_of"], refs["plans"])
+    trial_id = tune.get_context().get_trial_id()
+    folder = RunFolder(Path(tune_dir) / "trials" / trial_id)
+    started = now()
+    if not folder.exists():
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.write_text("config.yaml", config_mod.dump(config))
+        folder.write_csv("folds.csv", folds_table(dataset, prepared.fold_of))
+    board = ProgressBoard(len(prepared.plans), folder.log_path, quiet=True)
+    done: dict[int, FoldResult] = {}
+    reported = [0]
+
+    def on_result(result: FoldResult) -> None:
+        done[result.fold] = result
+        # report folds in fold order, so ASHA's rungs compare the same folds across trials
+        while reported[0] in done:
+            reported[0] += 1
+            tune.report(_metrics(done, reported[0], dataset, config.metrics.kappa_weights))
+
+    try:
+        results = run_folds_on_ray(
+            prepared,
+            folder,
+            board,
+            run_prefix=f"{trial_id}-",
+            dataset_ref=refs["dataset"],
+            shared={k: {s: str(p) for s, p in v.items()} for k, v in shared.items()},
+            on_result=on_result,
+        )
+    finally:
+        board.close()
+    for k, files in shared.items():  # each trial's folder stands alone (CONTRACTS 3)
+        for stem, path in files.items():
+            if not folder.fold_dir(k).joinpath(f"{stem}.pt").exists():
+                shutil.copy2(path, folder.fold_dir(k) / f"{stem}.pt")
+    write_results(prepared, folder, results, wall=sum(r.seconds for r in results))
+    folder.write_json("provenance.json", provenance(refs["fingerprint"], started, "ray-tune"))
+
+
+def _metrics(done: dict[int, FoldResult], n_done: int, dataset, kappa_weights: str) -> dict:
+    scores = [fold_scores(done[k], dataset, kappa_weights) for k in range(n_done)]
+    val, outer = zip(*scores, strict=True)
+    metrics = {
+        "folds_done": n_done,
+        OBJECTIVE: float(np.mean(val)),
+        "val_kappa_std": float(np.std(val)),
+        "outer_kappa_mean": float(np.mean(outer)),
+        "outer_kappa_std": float(np.std(outer)),
+    }
+    for k in range(n_done):
+        metrics[f"val_kappa_fold{k}"] = float(val[k])
+        metrics[f"outer_kappa_fold{k}"] = float(outer[k])
+    return metrics
+
+
+# -- the driver -----------------------------------------------------------------------
+
+
+def precompute_shared(
+    prepared: Prepared, tune_folder: RunFolder, board: ProgressBoard, dataset_ref, cache: Path
+) -> dict[int, dict[str, Path]]:
+    """Compute the reusable phases once per fold (or find them cached); {fold: {stem: path}}."""
+    config = prepared.config
+    phases = reuse.reusable_phases(config.tune.space or default_space(config), config.tune.reuse)
+    if not phases:
+        board.say("raycv: reuse off: the search changes pretraining and stage 1 settings")
+        return {}
+    fingerprint = prepared.dataset.fingerprint()
+    keys = {p: reuse.phase_key(p, config, fingerprint, prepared.fold_of) for p in phases}
+    files = {
+        plan.fold: {
+            stem: path
+            for p in phases
+            for stem, path in reuse.phase_files(
+                p, reuse.stems(p, config.image_modalities), cache, keys[p], plan.fold
+            ).items()
+        }
+        for plan in prepared.plans
+    }
+    missing = [k for k, f in files.items() if not all(p.exists() for p in f.values())]
+    if not missing:
+        board.say(f"raycv: reusing cached {', '.join(phases)} of every fold ({cache})")
+        return files
+    board.say(f"raycv: computing {', '.join(phases)} once per fold before the trials")
+    todo = dataclasses.replace(prepared, plans=[p for p in prepared.plans if p.fold in missing])
+    base = RunFolder(tune_folder.path / "shared")
+    shutil.rmtree(base.path, ignore_errors=True)  # stale partial work; phases are in `cache`
+    run_folds_on_ray(
+        todo,
+        base,
+        board,
+        run_prefix="shared-",
+        dataset_ref=dataset_ref,
+        until="stage1",
+        shared={k: {s: str(p) for s, p in files[k].items() if p.exists()} for k in missing},
+    )
+    for k in missing:
+        for stem, target in files[k].items():
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(base.fold_dir(k) / f"{stem}.pt", target)
+    return files
+
+
+def _scheduler(config: Config, n_folds: int):
+    if config.tune.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # time = folds reported in fold order; a rung compares trials on the same folds
+        return ASHAScheduler(time_attr="folds_done", max_t=n_folds, grace_period=1)
+    return None
+
+
+def _search_alg(config: Config):
+    if config.tune.search_alg == "optuna":
+        try:
+            from ray.tune.search.optuna import OptunaSearch
+        except ImportError:
+            raise RaycvError(
+                "tune.search_alg=optuna needs optuna: pip install 'raycv[optuna]'"
+            ) from None
+        return OptunaSearch(seed=config.cv.seed)
+    return None
+
+
+def run_tune(
+    prepared: Prepared,
+    folder: RunFolder,
+    board: ProgressBoard,
+    resume: bool,
+    cache: Path,
+):
+    """Run (or resume) the search; returns (Tune's ResultGrid, the searched keys)."""
+    config = prepared.config
+    space = search_space(config)
+    n_folds = len(prepared.plans)
+    dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
+    shared = precompute_shared(prepared, folder, board, dataset_ref, cache)
+    refs = {
+        "dataset": dataset_ref,
+        "fold_of": prepared.fold_of,
+        "plans": prepared.plans,
+        "fingerprint": prepared.dataset.fingerprint(),
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _trial,
+            base=config.to_dict(),
+            refs=refs,
+            tune_dir=str(folder.path.resolve()),
+            shared=shared,
+        ),
+        # a trial only waits on its fold trainers, which ask for their own resources; a
+        # full CPU per trial would starve those trainers
+        {"CPU": 0.01},
+    )
+    storage = str(folder.path.resolve())
+    experiment = Path(storage) / "search"
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        board.say("raycv: resuming the search; finished trials are kept")
+        tuner = tune.Tuner.restore(
+            str(experiment), trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode="max",
+                num_samples=config.tune.num_samples,
+                max_concurrent_trials=config.tune.max_concurrent_trials,
+                search_alg=_search_alg(config),
+                scheduler=_scheduler(config, n_folds),
+            ),
+            run_config=tune.RunConfig(
+                storage_path=storage,
+                name="search",
+                verbose=0,
+                callbacks=[TrialProgress(str(folder.log_path.resolve()), n_folds)],
+            ),
+        )
+    return tuner.fit(), list(space)
+
+
+class TrialProgress(tune.Callback):
+    """One line per trial result in the terminal and the tune folder's run.log.
+
+    Holds a path, not an open file: Tune pickles its callbacks with the experiment state.
+    """
+
+    def __init__(self, log_path: str, n_folds: int):
+        self.log_path, self.n_folds = log_path, n_folds
+
+    def say(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        with open(self.log_path, "a") as log_file:
+            log_file.write(text + "\n")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.say(
+            f"trial {trial.trial_id}: {result.get('folds_done')}/{self.n_folds} folds, "
+            f"inner-validation fusion kappa {result.get(OBJECTIVE, float('nan')):.3f}"
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        done = sum(t.status == "TERMINATED" for t in trials)
+        self.say(f"trial {trial.trial_id} finished ({done}/{len(trials)} trials)")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.say(f"trial {trial.trial_id} FAILED (see its run.log under trials/)")
+
+
+def tune_experiment(
+    prepared: Prepared,
+    output: str | None,
+    resume: bool,
+    overwrite: bool,
+    address: str | None,
+    verbose: bool,
+) -> tuple[RunFolder, dict, str]:
+    """`raycv tune`: claim the tune folder, search, write trials.csv, best/, summary."""
+    import time
+
+    from raycv.orchestration.ray_runner import start_ray
+    from raycv.orchestration.tune_results import (
+        publish_best,
+        top_table,
+        trials_table,
+        tune_summary,
+    )
+
+    config = prepared.config
+    if len(config.modalities) < 2:
+        raise ConfigError(f"raycv tune searches the fusion; data.modalities={config.modalities}")
+    search_space(config)  # refuse a bad space before anything is written or started
+    folder = RunFolder(output or Path("runs") / f"{config.name}-tune")
+    if folder.uri:
+        raise RunFolderError("raycv tune writes to a local or shared path, not a URI (yet)")
+    t0 = time.time()
+    resumed = folder.claim(config, resume, overwrite)
+    folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
+    cache = Path(config.tune.cache_dir or folder.path.resolve().parent / ".raycv-cache")
+    board = ProgressBoard(len(prepared.plans), folder.log_path)
+    started_here = start_ray(address, verbose)
+    try:
+        board.say(
+            f"raycv: {'resuming' if resumed else 'starting'} search {config.name!r}: "
+            f"{config.tune.num_samples} trials x {len(prepared.plans)} folds -> {folder}"
+        )
+        grid, searched = run_tune(prepared, folder, board, resumed, cache)
+    finally:
+        board.close()
+        if started_here:
+            ray.shutdown()
+    n_folds = len(prepared.plans)
+    trials = trials_table(grid, searched, n_folds, folder.path / "trials")
+    folder.write_csv("trials.csv", trials)
+    summary = tune_summary(trials, searched, n_folds, time.time() - t0)
+    publish_best(folder.path, trials.loc[trials["trial_id"] == summary["best"]["trial_id"]].iloc[0], config.name)
+    folder.write_json("summary.json", summary)
+    return folder, summary, top_table(trials, searched, summary)

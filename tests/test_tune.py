@@ -1,0 +1,158 @@
+"""`raycv tune` through real Ray Tune: trials, reuse of shared phases, the nested estimate,
+the best config, and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from raycv.cli import main
+from raycv.orchestration.reuse import reusable_phases
+from raycv.orchestration.tune_results import nested_estimate
+from tests.conftest import TINY
+from tests.contract import check_run_folder
+
+SEARCH = {
+    **TINY,
+    "name": "search",
+    "cv": {"folds": 2, "seed": 0},
+    "tune": {
+        "space": {
+            "stage2.lr": {"loguniform": [1e-6, 1e-3]},
+            "stage2.unfreeze_depth": {"choice": [1, "all"]},
+        },
+        "num_samples": 3,
+        "max_concurrent_trials": 1,
+    },
+}
+
+
+def write_config(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def pretrain_starts(tune_dir: Path) -> int:
+    """How many times any fold began pretraining (first epoch), over every log of the search."""
+    logs = list(tune_dir.rglob("run.log"))
+    return sum(log.read_text().count("pretrain(thermal_map) ep 0 ") for log in logs)
+
+
+def test_reuse_is_switched_off_for_phases_a_searched_key_changes():
+    assert reusable_phases(["stage2.lr", "stage2.unfreeze_depth"]) == ["forest", "pretrain", "stage1"]
+    assert reusable_phases(["fusion.weights.metadata"]) == ["forest", "pretrain"]
+    assert reusable_phases(["pretrain.lr", "stage2.lr"]) == ["forest"]
+    assert reusable_phases(["cv.inner_val_fraction"]) == []
+    assert reusable_phases(["stage2.lr"], enabled=False) == []
+
+
+def test_nested_estimate_takes_each_folds_own_best_trial():
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "val_kappa_fold0": [0.5, 0.7, 0.6],
+            "val_kappa_fold1": [0.9, 0.1, np.nan],  # c never finished fold 1
+            "outer_kappa_fold0": [0.40, 0.30, 0.20],
+            "outer_kappa_fold1": [0.50, 0.60, np.nan],
+        }
+    )
+    est = nested_estimate(trials, 2)
+    assert [p["trial_id"] for p in est["per_fold"]] == ["b", "a"]
+    assert est["kappa_mean"] == pytest.approx((0.30 + 0.50) / 2)
+
+
+@pytest.mark.slow
+def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tmp_path, capsys):
+    config = write_config(tmp_path, SEARCH)
+    out = tmp_path / "tune"
+    assert main(["tune", str(config), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "nested estimate" in printed and "optimistic" in printed
+
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3 and (trials["status"] == "complete").all()
+    for column in ("stage2.lr", "stage2.unfreeze_depth", "val_kappa_fold0", "val_kappa_fold1",
+                   "outer_kappa_fold0", "outer_kappa_fold1", "val_kappa_mean", "val_kappa_std",
+                   "outer_kappa_mean", "outer_kappa_std", "outer_kappa_pooled", "status"):
+        assert column in trials.columns
+    assert trials["stage2.lr"].between(1e-6, 1e-3).all()
+
+    # pretraining ran once per fold, not once per trial
+    assert pretrain_starts(out) == 2
+
+    # the summary's nested estimate is what trials.csv gives by hand
+    summary = json.loads((out / "summary.json").read_text())
+    by_hand = np.mean(
+        [trials.loc[trials[f"val_kappa_fold{k}"].idxmax(), f"outer_kappa_fold{k}"] for k in range(2)]
+    )
+    assert summary["nested"]["kappa_mean"] == pytest.approx(by_hand)
+    best = trials.loc[trials["val_kappa_mean"].idxmax()]
+    assert summary["best"]["trial_id"] == best["trial_id"]
+    assert summary["best"]["outer_kappa_mean"] == pytest.approx(best["outer_kappa_mean"])
+
+    # best/ is a contract run folder, and best.yaml runs as it is
+    check_run_folder(out / "best")
+    rerun = tmp_path / "best_rerun"
+    assert main(["run", str(out / "best.yaml"), "--output", str(rerun), "--executor", "sequential"]) == 0
+    a = pd.read_csv(out / "best" / "predictions.csv")
+    b = pd.read_csv(rerun / "predictions.csv")
+    np.testing.assert_allclose(
+        a.filter(like="prob_").to_numpy(), b.filter(like="prob_").to_numpy(), atol=1e-6
+    )
+
+    # a second search on the same data and settings reuses the cached phases
+    again = tmp_path / "tune2"
+    assert main(["tune", str(config), "--output", str(again), "--set", "tune.num_samples=1"]) == 0
+    assert pretrain_starts(again) == 0
+    assert "reusing cached" in (again / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(tmp_path):
+    raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 2,
+                              "space": {"pretrain.lr": {"choice": [1e-3, 3e-3]}}}}
+    out = tmp_path / "tune"
+    assert main(["tune", str(write_config(tmp_path, raw)), "--output", str(out)]) == 0
+    assert pretrain_starts(out) == 2 * 2  # every trial pretrains every fold itself
+    assert "reuse off" in (out / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_path):
+    raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 3}}
+    config, out = write_config(tmp_path, raw), tmp_path / "tune"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "raycv", "tune", str(config), "--output", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 300
+    log = out / "run.log"
+    while time.time() < deadline:
+        if log.exists() and "finished (1/" in log.read_text():
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"tune ended before the interrupt:\n{proc.stdout.read()}")
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    first_done = log.read_text().count("finished (")
+    assert first_done < 3
+
+    assert main(["tune", str(config), "--output", str(out), "--resume"]) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3 and (trials["status"] == "complete").all()
+    text = log.read_text()
+    finished_ids = [line.split()[1] for line in text.splitlines() if line.startswith("trial ") and "finished" in line]
+    assert len(finished_ids) == len(set(finished_ids)) == 3  # no trial finished twice
