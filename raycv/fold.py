@@ -103,8 +103,8 @@ def run_fold(
 ) -> FoldResult | None:
     """Train and evaluate every model of one outer fold; returns its FoldResult.
 
-    until='stage1' stops once stage 1 is saved in `store` and returns None: Tune computes
-    the phases that no trial changes once per fold, before its trials start.
+    until ('forest', 'pretrain' or 'stage1') stops once that phase is saved in `store` and
+    returns None: Tune computes the phases no trial changes once per fold, up front.
     """
     if store is not None and (done := store.load("result")) is not None:
         log.info("fold %d: finished earlier, reusing its result", split.fold)
@@ -159,6 +159,8 @@ def run_fold(
         inputs.meta_probs[split.test] = forest["test"]
         test_probs["metadata"] = forest["test"]
         val_probs["metadata"] = inputs.meta_probs[split.inner_val]
+    if until == "forest":
+        return None
 
     fit, val, test = (inputs.split(i) for i in (split.inner_train, split.inner_val, split.test))
 
@@ -205,6 +207,8 @@ def run_fold(
         history += state["history"]
         test_probs[m], val_probs[m] = state["test_probs"], state["val_probs"]
 
+    if until == "pretrain":
+        return None
     result = FoldResult(
         fold=k,
         test_index=split.test,

@@ -67,7 +67,9 @@ def search_space(config: Config) -> dict:
         if not lo < hi or (kind == "loguniform" and lo <= 0):
             raise ConfigError(f"tune.space.{key}.{kind}={args!r} needs 0 < low < high")
         for value in (lo, hi):
-            config_mod.from_dict(config.to_dict(), [(key, int(value) if kind == "randint" else value)])
+            config_mod.from_dict(
+                config.to_dict(), [(key, int(value) if kind == "randint" else value)]
+            )
         sampler = {"loguniform": tune.loguniform, "uniform": tune.uniform}.get(kind)
         out[key] = sampler(lo, hi) if sampler else tune.randint(int(lo), int(hi) + 1)
     return out
@@ -195,7 +197,7 @@ def precompute_shared(
         board,
         run_prefix="shared-",
         dataset_ref=dataset_ref,
-        until="stage1",
+        until=phases[-1],  # reuse.PHASE_DEPENDS lists phases in the order they run
         shared={k: {s: str(p) for s, p in files[k].items() if p.exists()} for k in missing},
     )
     for k in missing:
@@ -281,7 +283,9 @@ def run_tune(
                 storage_path=storage,
                 name="search",
                 verbose=0,
-                callbacks=[TrialProgress(str(folder.log_path.resolve()), n_folds)],
+                callbacks=[
+                    TrialProgress(str(folder.log_path.resolve()), n_folds, config.tune.num_samples)
+                ],
             ),
         )
     return tuner.fit(), list(space)
@@ -293,8 +297,9 @@ class TrialProgress(tune.Callback):
     Holds a path, not an open file: Tune pickles its callbacks with the experiment state.
     """
 
-    def __init__(self, log_path: str, n_folds: int):
-        self.log_path, self.n_folds = log_path, n_folds
+    def __init__(self, log_path: str, n_folds: int, n_trials: int):
+        self.log_path, self.n_folds, self.n_trials = log_path, n_folds, n_trials
+        self.finished = 0
 
     def say(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -308,8 +313,8 @@ class TrialProgress(tune.Callback):
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        done = sum(t.status == "TERMINATED" for t in trials)
-        self.say(f"trial {trial.trial_id} finished ({done}/{len(trials)} trials)")
+        self.finished += 1
+        self.say(f"trial {trial.trial_id} finished ({self.finished}/{self.n_trials} this session)")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.say(f"trial {trial.trial_id} FAILED (see its run.log under trials/)")
@@ -361,6 +366,10 @@ def tune_experiment(
     trials = trials_table(grid, searched, n_folds, folder.path / "trials")
     folder.write_csv("trials.csv", trials)
     summary = tune_summary(trials, searched, n_folds, time.time() - t0)
-    publish_best(folder.path, trials.loc[trials["trial_id"] == summary["best"]["trial_id"]].iloc[0], config.name)
+    publish_best(
+        folder.path,
+        trials.loc[trials["trial_id"] == summary["best"]["trial_id"]].iloc[0],
+        config.name,
+    )
     folder.write_json("summary.json", summary)
     return folder, summary, top_table(trials, searched, summary)
