@@ -94,6 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--skip-default", action="store_true", help="only the tiny-run overhead")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="GPU runs instead: sequential on the GPU, Ray with one GPU per fold, and Ray with "
+        "every fold packed on one GPU (resources.per_fold.gpu = 1/folds)",
+    )
     args = parser.parse_args()
     cores = os.cpu_count()
     print(
@@ -111,6 +117,11 @@ def main() -> None:
             [str(ROOT / experiment), "--output", str(work / label), "--executor", executor, *sets],
         )
 
+    run.rows = rows
+
+    if args.gpu:
+        gpu_runs(run, args.folds, cores)
+        return
     tiny = "experiments/quickstart.yaml"
     run(
         "tiny_sequential",
@@ -149,6 +160,43 @@ def main() -> None:
                 f"sequential ({base['wall_s']} s); peak memory {r['peak_mib']} MiB vs "
                 f"{base['peak_mib']} MiB"
             )
+
+
+def gpu_runs(run, folds: int, cores: int) -> None:
+    import torch
+
+    n_gpus = torch.cuda.device_count()
+    if n_gpus == 0:
+        sys.exit("--gpu: no CUDA device visible")
+    default, k = "experiments/two_stage_fusion.yaml", f"cv.folds={folds}"
+    cpu = max(1, cores // folds)
+    run(
+        "gpu_sequential",
+        default,
+        k,
+        "resources.per_fold.gpu=1",
+        f"resources.per_fold.cpu={cores}",
+        executor="sequential",
+    )
+    run(
+        "gpu_ray_one_per_gpu",
+        default,
+        k,
+        "resources.per_fold.gpu=1",
+        f"resources.per_fold.cpu={cpu}",
+    )
+    run(
+        "gpu_ray_packed",
+        default,
+        k,
+        f"resources.per_fold.gpu={1 / folds:g}",
+        f"resources.per_fold.cpu={cpu}",
+    )
+    base = run.rows["gpu_sequential"]["wall_s"]
+    print(f"\nsummary ({n_gpus} GPU(s), {folds} folds)")
+    for label in ("gpu_ray_one_per_gpu", "gpu_ray_packed"):
+        wall = run.rows[label]["wall_s"]
+        print(f"  {label}: {wall} s = {base / wall:.2f}x faster than sequential ({base} s)")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     machine, even when another Ray runs here: joining someone else's cluster by accident
     would share, or be starved of, its resources.
     """
+    if not verbose:  # Tune and Train announce themselves at INFO; raycv reports progress
+        for name in ("ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if ray.is_initialized():
         return False
     quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)

@@ -226,7 +226,10 @@ def _search_alg(config: Config):
                 "tune.search_alg=optuna needs optuna: pip install 'raycv[optuna]'"
             ) from None
         return OptunaSearch(seed=config.cv.seed)
-    return None
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # seeded: the same config draws the same trials (and a benchmark compares like with like)
+    return BasicVariantGenerator(random_state=config.cv.seed)
 
 
 def run_tune(
