@@ -226,6 +226,13 @@ class TuneConfig:
 
 
 @dataclass
+class TrackingConfig:
+    mlflow: bool = False  # log the finished run (a search: every trial) to MLflow
+    mlflow_uri: str | None = None  # any MLflow tracking URI; None: file store <run folder>/mlruns
+    tensorboard: bool = False  # event files: <run folder>/tensorboard; a search: each trial's
+
+
+@dataclass
 class Config:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
@@ -240,6 +247,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     # -- derived views ------------------------------------------------------
     @property

@@ -23,6 +23,8 @@ from raycv.data.dataset import Dataset
 from raycv.folds import FoldSplit, folds_table, outer_folds, plan_folds, read_folds_file
 from raycv.progress import ProgressBoard
 from raycv.provenance import now, provenance
+from raycv.report import try_build_report
+from raycv.report.tracking import check_tracking, track_run
 from raycv.results import FoldResult, history_table, model_names, predictions_table, summarize
 from raycv.runfolder import RunFolder
 
@@ -43,6 +45,7 @@ def prepare(config: Config) -> Prepared:
     # the resolved config is what config.yaml holds: check it as a whole, weights spelled out
     config = config_mod.from_dict(config.to_dict())
     config.fusion.weights = config.fusion_weights()
+    check_tracking(config.tracking)  # a missing extra is refused before any training
     dataset = load_dataset(config)
     if config.cv.folds_file:
         fold_of = read_folds_file(config.cv.folds_file, dataset.sample_id, dataset.patient_id)
@@ -114,6 +117,8 @@ def run_cv(
     folder.write_json(
         "provenance.json", provenance(prepared.dataset.fingerprint(), started, executor_name)
     )
+    try_build_report(folder.path)  # report.html/.md + figures; a failure only warns
+    track_run(folder.path, config.tracking)
     folder.sync()
     folder.close()
     return RunOutcome(folder, summary, resumed)

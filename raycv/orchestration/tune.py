@@ -29,6 +29,7 @@ from raycv.orchestration import reuse
 from raycv.orchestration.ray_runner import run_folds_on_ray
 from raycv.progress import ProgressBoard
 from raycv.provenance import now, provenance
+from raycv.report.tracking import allow_file_store, default_mlflow_uri, import_mlflow
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
 
@@ -294,6 +295,27 @@ def run_tune(
     return tuner.fit(), list(space)
 
 
+def tune_callbacks(tune_dir: str | Path, tracking, experiment: str) -> list:
+    """Ray Tune logger callbacks for a search, as `tracking` asks: MLflow gets one run per
+    trial (its config and every per-fold report); TensorBoard event files go to each
+    trial's folder under <tune_dir>/search. Pass to tune.RunConfig(callbacks=[...])."""
+    callbacks = []
+    if getattr(tracking, "mlflow", False):
+        import_mlflow()
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = getattr(tracking, "mlflow_uri", None) or default_mlflow_uri(Path(tune_dir))
+        allow_file_store(uri)
+        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment))
+    if getattr(tracking, "tensorboard", False):
+        # Tune adds one by default too; naming it keeps it when
+        # TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 turns the defaults off
+        from ray.tune.logger import TBXLoggerCallback
+
+        callbacks.append(TBXLoggerCallback())
+    return callbacks
+
+
 class TrialProgress(tune.Callback):
     """One line per trial result in the terminal and the tune folder's run.log.
 
@@ -341,6 +363,7 @@ def tune_experiment(
         trials_table,
         tune_summary,
     )
+    from raycv.report import try_build_report
 
     config = prepared.config
     if len(config.modalities) < 2:
@@ -375,4 +398,5 @@ def tune_experiment(
         config.name,
     )
     folder.write_json("summary.json", summary)
+    try_build_report(folder.path)  # report.html/.md + figures; a failure only warns
     return folder, summary, top_table(trials, searched, summary)

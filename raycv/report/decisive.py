@@ -1,0 +1,82 @@
+"""The decisive numbers: does the fusion beat the single modalities, did stage 2 help?
+
+Each answer is a paired patient-level bootstrap of a kappa difference and one line in
+words. "Beats" needs the whole 95% interval above 0; anything else is no evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from raycv.report.bootstrap import Interval, paired_difference
+from raycv.report.load import RunRecord
+from raycv.report.scores import ModelScores
+
+
+@dataclass
+class Comparison:
+    model: str  # kappa(model) - kappa(baseline)
+    baseline: str
+    difference: Interval
+    verdict: str
+
+
+def modality_name(model: str) -> str:
+    return {"fusion_stage1": "stage 1 alone", "fusion": "the fusion"}.get(model, f"{model}-only")
+
+
+def fusion_verdict(diff: Interval, baseline: str) -> str:
+    name = modality_name(baseline)
+    if diff.low is not None and diff.low > 0:
+        return f"fusion beats {name} by {diff.estimate:.2f} [{diff.low:.2f}, {diff.high:.2f}]"
+    if diff.high is not None and diff.high < 0:
+        return (
+            f"{name} beats the fusion by {-diff.estimate:.2f} [{-diff.high:.2f}, {-diff.low:.2f}]"
+        )
+    return f"no evidence that the fusion beats {name}: {diff.text(signed=True)}"
+
+
+def stage2_verdict(diff: Interval, identical: bool) -> str:
+    if identical:
+        return "no evidence that stage 2 helped: its test predictions equal stage 1's"
+    if diff.low is not None and diff.low > 0:
+        return f"stage 2 helped: {diff.text(signed=True)}"
+    if diff.high is not None and diff.high < 0:
+        return f"stage 2 hurt: {diff.text(signed=True)}"
+    return f"no evidence that stage 2 helped: {diff.text(signed=True)}"
+
+
+def best_single_modality(scores: list[ModelScores], singles: list[str]) -> str:
+    """The single modality with the highest pooled kappa: the bar the fusion must clear."""
+    pooled = {s.model: s.kappa_pooled.estimate for s in scores if s.model in singles}
+    return max(pooled, key=lambda m: -np.inf if pooled[m] != pooled[m] else pooled[m])
+
+
+def fusion_comparisons(
+    run: RunRecord, scores: list[ModelScores], confusions: dict, draws: np.ndarray
+) -> list[Comparison]:
+    """Fusion against each single modality (best first), then fusion against stage 1."""
+    if not run.has_fusion:
+        return []
+    best = best_single_modality(scores, run.single_modalities)
+    order = [best] + [m for m in run.single_modalities if m != best]
+    out = []
+    for baseline in order:
+        diff = paired_difference(
+            confusions["fusion"], confusions[baseline], draws, run.kappa_weights
+        )
+        out.append(Comparison("fusion", baseline, diff, fusion_verdict(diff, baseline)))
+    diff = paired_difference(
+        confusions["fusion"], confusions["fusion_stage1"], draws, run.kappa_weights
+    )
+    identical = bool((run.preds["fusion"] == run.preds["fusion_stage1"]).all())
+    out.append(Comparison("fusion", "fusion_stage1", diff, stage2_verdict(diff, identical)))
+    return out
+
+
+def stage2_kept(summary: dict) -> tuple[int, int] | None:
+    """(folds that kept stage 2, folds); None when the run has no two-stage fusion."""
+    kept = [k for k in summary.get("stage2_kept", []) if k is not None]
+    return (sum(bool(k) for k in kept), len(kept)) if kept else None

@@ -1,0 +1,126 @@
+"""Reading a finished run folder (CONTRACTS 3) or tune folder for a report; never writes.
+
+Class order comes from summary.json (the config's order), never from the labels seen:
+every matrix, per-class column and kappa weight depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from raycv.errors import RaycvError
+
+SINGLE_MODALITY_EXCLUDED = ("fusion_stage1", "fusion")
+
+
+@dataclass
+class RunRecord:
+    """What a report needs from one run folder, labels already as class indices."""
+
+    path: Path
+    name: str
+    classes: list[str]
+    kappa_weights: str  # 'none', 'linear' or 'quadratic'
+    models: list[str]  # report order: branches, then fusion_stage1, fusion
+    predictions: pd.DataFrame  # predictions.csv as written
+    y: np.ndarray  # (n,) true class index per sample
+    preds: dict[str, np.ndarray]  # model -> (n,) predicted class index
+    summary: dict
+    history: pd.DataFrame | None  # None: the run has no history.csv
+    config: dict
+
+    @property
+    def folds(self) -> np.ndarray:
+        return self.predictions["fold"].to_numpy()
+
+    @property
+    def patient_id(self) -> np.ndarray:
+        return self.predictions["patient_id"].to_numpy()
+
+    @property
+    def single_modalities(self) -> list[str]:
+        return [m for m in self.models if m not in SINGLE_MODALITY_EXCLUDED]
+
+    @property
+    def has_fusion(self) -> bool:
+        return "fusion" in self.models and "fusion_stage1" in self.models
+
+    @property
+    def monitor(self) -> str:
+        return self.summary.get("monitor", "val_kappa")
+
+
+@dataclass
+class TuneRecord:
+    """A finished search: its trials, its summary (best trial, nested estimate), best/."""
+
+    path: Path
+    trials: pd.DataFrame
+    summary: dict
+    best: RunRecord
+
+
+def is_tune_folder(path: Path) -> bool:
+    return (path / "trials.csv").is_file() and (path / "best").is_dir()
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise RaycvError(
+            f"{path} is missing: {what} (is the run finished? `raycv run ... --resume` completes it)"
+        )
+    return path
+
+
+def load_run(path: str | Path) -> RunRecord:
+    path = Path(path)
+    summary = json.loads(_need(path / "summary.json", "the run's summary").read_text())
+    if "models" not in summary:
+        raise RaycvError(f"{path / 'summary.json'} has no 'models': not a run folder's summary")
+    config_file = path / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    classes = list(summary.get("classes") or config["data"]["classes"])
+    models = list(summary["models"])
+    table_file = _need(path / "predictions.csv", "the out-of-fold predictions")
+    # labels and ids as text: a class named "1" must not become the integer 1
+    text_columns = ["sample_id", "patient_id", "label", *(f"pred_{m}" for m in models)]
+    predictions = pd.read_csv(table_file, dtype={c: str for c in text_columns})
+    index = {c: i for i, c in enumerate(classes)}
+
+    def as_index(column: str) -> np.ndarray:
+        codes = predictions[column].map(index)
+        if codes.isna().any():
+            bad = predictions.loc[codes.isna(), column].iloc[0]
+            raise RaycvError(f"{table_file}: {column} holds {bad!r}, not one of {classes}")
+        return codes.to_numpy(dtype=int)
+
+    history_file = path / "history.csv"
+    return RunRecord(
+        path=path,
+        name=str(config.get("name", path.name)),
+        classes=classes,
+        kappa_weights=summary["kappa_weights"],
+        models=models,
+        predictions=predictions,
+        y=as_index("label"),
+        preds={m: as_index(f"pred_{m}") for m in models},
+        summary=summary,
+        history=pd.read_csv(history_file) if history_file.is_file() else None,
+        config=config,
+    )
+
+
+def load_tune(path: str | Path) -> TuneRecord:
+    path = Path(path)
+    summary = json.loads(_need(path / "summary.json", "the search's summary").read_text())
+    if "nested" not in summary or "best" not in summary:
+        raise RaycvError(f"{path / 'summary.json'} has no best trial or nested estimate")
+    # searched values stay as written ("all" beside 1, 2, 3 for unfreeze_depth)
+    trials = pd.read_csv(path / "trials.csv", dtype={"trial_id": str})
+    return TuneRecord(path=path, trials=trials, summary=summary, best=load_run(path / "best"))

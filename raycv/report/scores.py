@@ -1,0 +1,73 @@
+"""The comparison table's numbers: per model, fold kappas, their mean and spread, and the
+pooled out-of-fold kappa with its patient-bootstrap interval, accuracy and macro F1.
+
+Point values are scikit-learn's, from predictions.csv in the config's class order, so
+anyone can recompute them (CONTRACTS 3); only the intervals come from the bootstrap.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+
+from raycv.report.bootstrap import Interval, bootstrap_kappa, patient_confusions
+from raycv.report.load import RunRecord
+
+
+@dataclass
+class ModelScores:
+    model: str
+    kappa_per_fold: list[float]  # NaN where one fold's kappa is undefined
+    kappa_mean: float
+    kappa_std: float  # population std over folds, as summary.json
+    kappa_pooled: Interval  # all out-of-fold predictions together, patient-bootstrap CI
+    accuracy: float  # pooled
+    macro_f1: float  # pooled
+
+
+def sklearn_kappa(y_true, y_pred, n_classes: int, kappa_weights: str) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined kappa (one class) is NaN, said in the table
+        return float(
+            cohen_kappa_score(
+                y_true,
+                y_pred,
+                labels=list(range(n_classes)),
+                weights=None if kappa_weights == "none" else kappa_weights,
+            )
+        )
+
+
+def confusions_by_model(run: RunRecord) -> dict[str, np.ndarray]:
+    """Per model, (P, C, C) confusion counts per patient (same patient order for all)."""
+    n = len(run.classes)
+    return {m: patient_confusions(run.patient_id, run.y, run.preds[m], n) for m in run.models}
+
+
+def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[ModelScores]:
+    n = len(run.classes)
+    folds = run.folds
+    out = []
+    for m in run.models:
+        pred = run.preds[m]
+        per_fold = [
+            sklearn_kappa(run.y[folds == k], pred[folds == k], n, run.kappa_weights)
+            for k in np.unique(folds)
+        ]
+        out.append(
+            ModelScores(
+                model=m,
+                kappa_per_fold=per_fold,
+                kappa_mean=float(np.mean(per_fold)),
+                kappa_std=float(np.std(per_fold)),
+                kappa_pooled=bootstrap_kappa(confusions[m], draws, run.kappa_weights),
+                accuracy=float(accuracy_score(run.y, pred)),
+                macro_f1=float(
+                    f1_score(run.y, pred, labels=list(range(n)), average="macro", zero_division=0)
+                ),
+            )
+        )
+    return out
