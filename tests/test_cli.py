@@ -156,3 +156,18 @@ def test_a_uri_output_gets_the_whole_run_folder_and_resumes(tmp_path):
     assert run_seq(config, uri, "--resume") == 0
     assert "done earlier (reused)" in (target / "run.log").read_text()
     assert (target / "predictions.csv").read_text() == before
+
+
+def test_a_bad_dataset_is_refused_before_any_output_exists(tmp_path, capsys):
+    data = tmp_path / "cohort"
+    assert main(["data", "synth", "--out", str(data), "--patients", "36", "--image-size", "16"]) == 0
+    victim = sorted((data / "thermal_map").iterdir())[5]
+    pixels = np.load(victim)
+    pixels[3, 3] = np.nan
+    np.save(victim, pixels)
+    out = tmp_path / "never"
+    config = write_config(tmp_path, {**TINY, "data": {"path": str(data), "image_size": 16}})
+    assert run_seq(config, out) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "finite" in err
+    assert not out.exists()
