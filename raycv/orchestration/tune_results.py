@@ -17,7 +17,7 @@ import pandas as pd
 
 from raycv.errors import RaycvError
 
-OBJECTIVE = "objective"
+OBJECTIVE = "objective"  # mean over folds of the inner-validation fusion kappa
 
 
 def trials_table(grid, searched: list[str], n_folds: int, trials_dir: Path) -> pd.DataFrame:
