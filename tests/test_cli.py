@@ -160,7 +160,9 @@ def test_a_uri_output_gets_the_whole_run_folder_and_resumes(tmp_path):
 
 def test_a_bad_dataset_is_refused_before_any_output_exists(tmp_path, capsys):
     data = tmp_path / "cohort"
-    assert main(["data", "synth", "--out", str(data), "--patients", "36", "--image-size", "16"]) == 0
+    assert (
+        main(["data", "synth", "--out", str(data), "--patients", "36", "--image-size", "16"]) == 0
+    )
     victim = sorted((data / "thermal_map").iterdir())[5]
     pixels = np.load(victim)
     pixels[3, 3] = np.nan

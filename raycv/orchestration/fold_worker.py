@@ -30,11 +30,17 @@ def train_fold(cfg: dict) -> dict:
     from raycv.folds import FoldSplit
     from raycv.orchestration.sequential import fold_threads
 
+    if cfg.get("run_folder"):  # a node that joined after the driver's check_shared_storage
+        from raycv.orchestration.storage_check import check_visible_here
+
+        check_visible_here(cfg["run_folder"])
     config = from_dict(cfg["config"])
     torch.set_num_threads(fold_threads(config))
     plan = FoldSplit(**cfg["plan"])
     dataset = ray.get(cfg["dataset"])  # zero-copy, read-only views of the driver's arrays
     relay = cfg["relay"]
+    node = f"{ray.get_runtime_context().get_node_id()[:12]} ({ray.util.get_node_ip_address()})"
+    relay.push.remote((plan.fold, "start", -1, {"note": f"on node {node}"}))
     # Ray sets CUDA_VISIBLE_DEVICES to the fold's GPU (or its share of one)
     device = ray.train.torch.get_device() if config.resources.per_fold.gpu > 0 else "cpu"
 

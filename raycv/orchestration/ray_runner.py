@@ -26,6 +26,7 @@ from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 from raycv.errors import RaycvError
 from raycv.experiment import Prepared, reuse_finished_folds
 from raycv.orchestration.fold_worker import train_fold
+from raycv.orchestration.storage_check import check_shared_storage
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
@@ -112,6 +113,9 @@ def fold_trainer(
             "relay": relay,
             "until": until,
             "shared": shared or {},
+            # a fold checks it sees the run folder before it trains (nodes that joined
+            # after the driver's check_shared_storage, e.g. autoscaled GPU nodes)
+            "run_folder": folder.uri or str(folder.path.resolve()),
         },
         scaling_config=ScalingConfig(
             num_workers=1,
@@ -150,6 +154,8 @@ def run_folds_on_ray(
     if not pending:
         return [results[k] for k in sorted(results)]
 
+    if not folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
+        folder.path.mkdir(parents=True, exist_ok=True)
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
     relay = ProgressRelay.remote()
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
@@ -219,18 +225,26 @@ def run_folds_on_ray(
                 on_result(fold_result)
         except Exception as exc:  # noqa: BLE001 - reported below; other folds go on
             failures[k] = exc
-            board.fold_done(k, f"FAILED: {type(exc).__name__}: {_first_line(exc)}")
+            cause = _worker_cause(exc)
+            board.fold_done(k, f"FAILED: {type(cause).__name__}: {_first_line(cause)}")
     for event in ray.get(relay.drain.remote()):
         board.update(*event)
     ray.kill(relay)
     if failures:
         k, exc = min(failures.items())
+        exc = _worker_cause(exc)
         raise FoldFailedError(
             f"fold {k} failed after {prepared.config.resources.max_failures} retries "
             f"({type(exc).__name__}: {_first_line(exc)}); finished folds are kept: fix the "
             f"cause and rerun with --resume (log: {folder.log_path})"
         ) from exc
     return [results[k] for k in sorted(results)]
+
+
+def _worker_cause(exc: BaseException) -> BaseException:
+    """The fold worker's own exception inside Ray Train's WorkerGroupError, if any."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    return next(iter(failures.values()), exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -254,6 +268,7 @@ def ray_executor(address: str | None = None, verbose: bool = False):
     def execute(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
         started_here = start_ray(address, verbose)
         try:
+            check_shared_storage(str(folder))  # before any fold trains; trivial on one node
             return run_folds_on_ray(prepared, folder, board)
         except KeyboardInterrupt:
             board.say("raycv: interrupted: cancelling running folds")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shlex
 import sys
@@ -61,6 +62,9 @@ def submit(args) -> int:
             "no cluster to submit to: pass --address http://HEAD:8265 (the head's dashboard; "
             "`ray dashboard cluster.yaml` forwards it to http://127.0.0.1:8265) or set RAY_ADDRESS"
         )
+    if not args.verbose:  # Ray's packaging chatter ("Uploading package ...", default excludes)
+        for name in ("ray._private.runtime_env", "ray.dashboard.modules"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     client = _client(address)
     job_id = client.submit_job(
         entrypoint=entrypoint,
@@ -79,7 +83,7 @@ def submit(args) -> int:
     if not args.wait:
         return 0
     try:
-        return follow(client, job_id)
+        return follow(client, job_id, address)
     except KeyboardInterrupt:
         print(
             f"\nraycv: stopped following job {job_id}; it goes on. Stop it with "
@@ -104,7 +108,7 @@ def job_entrypoint(args, config_relpath: str, output: str) -> str:
     return shlex.join(command)
 
 
-def follow(client, job_id: str) -> int:
+def follow(client, job_id: str, address: str) -> int:
     """Stream the job's logs until it ends; 0 if it succeeded, else the driver's exit code
     (2 for a refusal, as `raycv run` itself) or 1."""
 
@@ -112,8 +116,15 @@ def follow(client, job_id: str) -> int:
         async for chunk in client.tail_job_logs(job_id):
             print(chunk, end="", flush=True)
 
-    asyncio.run(tail())
-    info = client.get_job_info(job_id)
+    try:
+        asyncio.run(tail())
+        info = client.get_job_info(job_id)
+    except (RuntimeError, ConnectionError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SubmitError(
+            f"lost the job server at {address} while following job {job_id} ({first}); the "
+            f"job may still be running: ray job status --address {address} {job_id}"
+        ) from None
     while not info.status.is_terminal():  # the log stream can close just before the end
         time.sleep(0.5)
         info = client.get_job_info(job_id)

@@ -38,7 +38,6 @@ from raycv.runfolder import RunFolder
 log = logging.getLogger(__name__)
 
 
-
 # -- one trial ------------------------------------------------------------------------
 
 
@@ -306,6 +305,7 @@ def tune_experiment(
     import time
 
     from raycv.orchestration.ray_runner import start_ray
+    from raycv.orchestration.storage_check import check_shared_storage
     from raycv.orchestration.tune_results import (
         publish_best,
         top_table,
@@ -328,6 +328,9 @@ def tune_experiment(
     board = ProgressBoard(len(prepared.plans), folder.log_path)
     started_here = start_ray(address, verbose)
     try:
+        # every node must see the trials' folders and the shared phase cache
+        check_shared_storage(str(folder.path.resolve()))
+        check_shared_storage(str(cache))
         board.say(
             f"raycv: {'resuming' if resumed else 'starting'} search {config.name!r}: "
             f"{config.tune.num_samples} trials x {len(prepared.plans)} folds -> {folder}"
