@@ -345,30 +345,8 @@ def _coerce(value: Any, tp) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         return _NO
-    if tp is int:
-        if isinstance(value, bool):
-            return _NO
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                return _NO
-        return _NO
-    if tp is float:
-        if isinstance(value, bool):
-            return _NO
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return _NO
-        return _NO
+    if tp in (int, float):
+        return _number(value, tp)
     if tp is str:
         if isinstance(value, str):
             return value
@@ -391,6 +369,20 @@ def _coerce(value: Any, tp) -> Any:
     if tp is dict:
         return value if isinstance(value, dict) else _NO
     raise TypeError(f"config type {tp!r} has no coercion")  # a bug in this module
+
+
+def _number(value: Any, tp: type) -> Any:
+    """`value` as an int or float, or _NO; text is parsed ('1e-7' -> 1e-07), bools refused."""
+    if isinstance(value, bool):
+        return _NO
+    if isinstance(value, str):
+        try:
+            value = tp(value)
+        except ValueError:
+            return _NO
+    if isinstance(value, float) and tp is int:
+        return int(value) if value.is_integer() else _NO
+    return tp(value) if isinstance(value, int | float) else _NO
 
 
 def _build(cls, raw: dict, prefix: str):
