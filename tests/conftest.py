@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
+import yaml
 
 from raycv import config as config_mod
 
@@ -30,3 +34,35 @@ def tiny():
 
     config = tiny_config()
     return config, prepare(config)
+
+
+# A tiny search: 3 trials of 2 folds, stage 2 settings only (so every phase before it is shared).
+SEARCH = {
+    **TINY,
+    "name": "search",
+    "cv": {"folds": 2, "seed": 0},
+    "tune": {
+        "space": {
+            "stage2.lr": {"loguniform": [1e-6, 1e-3]},
+            "stage2.unfreeze_depth": {"choice": [1, "all"]},
+        },
+        "num_samples": 3,
+        "max_concurrent_trials": 1,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_search(tmp_path_factory):
+    """(config path, tune folder, what `raycv tune` printed) of one real tiny search,
+    shared by the tune and report tests: each search costs a minute or more."""
+    from raycv.cli import main
+
+    root = tmp_path_factory.mktemp("search")
+    config = root / "search.yaml"
+    config.write_text(yaml.safe_dump(SEARCH))
+    out = root / "tune"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["tune", str(config), "--output", str(out)]) == 0
+    return config, out, printed.getvalue()

@@ -432,24 +432,8 @@ def test_tune_gets_rays_own_logger_callbacks(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tune_folder_reports_the_search_and_its_best_trial(tmp_path):
-    raw = {
-        **TINY,
-        "name": "search",
-        "cv": {"folds": 2, "seed": 0},
-        "tune": {
-            "space": {
-                "stage2.lr": {"loguniform": [1e-6, 1e-3]},
-                "stage2.unfreeze_depth": {"choice": [1, "all"]},
-            },
-            "num_samples": 2,
-            "max_concurrent_trials": 1,
-        },
-    }
-    config = tmp_path / "search.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "tune"
-    assert main(["tune", str(config), "--output", str(out)]) == 0
+def test_a_tune_folder_reports_the_search_and_its_best_trial(tiny_search):
+    _, out, _ = tiny_search
     written = build_report(out, n_boot=200, seed=0)
     assert [p.name for p in written] == [
         "report.html",
@@ -464,7 +448,7 @@ def test_a_tune_folder_reports_the_search_and_its_best_trial(tmp_path):
     assert f"nested estimate: outer fusion kappa {summary['nested']['kappa_mean']:.3f}" in text
     assert f"{summary['best']['outer_kappa_mean']:.3f}" in text
     trials = markdown_table(text, "trial")
-    assert len(trials) == 2
+    assert len(trials) == 3
     # the best trial's tables are those of best/, recomputed from its predictions
     pred = pd.read_csv(out / "best" / "predictions.csv", dtype=str)
     pooled = cohen_kappa_score(

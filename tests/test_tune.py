@@ -19,22 +19,8 @@ import yaml
 from raycv.cli import main
 from raycv.orchestration.reuse import reusable_phases
 from raycv.orchestration.tune_results import nested_estimate
-from tests.conftest import TINY
+from tests.conftest import SEARCH
 from tests.contract import check_run_folder
-
-SEARCH = {
-    **TINY,
-    "name": "search",
-    "cv": {"folds": 2, "seed": 0},
-    "tune": {
-        "space": {
-            "stage2.lr": {"loguniform": [1e-6, 1e-3]},
-            "stage2.unfreeze_depth": {"choice": [1, "all"]},
-        },
-        "num_samples": 3,
-        "max_concurrent_trials": 1,
-    },
-}
 
 
 def write_config(tmp_path: Path, raw: dict) -> Path:
@@ -77,11 +63,8 @@ def test_nested_estimate_takes_each_folds_own_best_trial():
 
 
 @pytest.mark.slow
-def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tmp_path, capsys):
-    config = write_config(tmp_path, SEARCH)
-    out = tmp_path / "tune"
-    assert main(["tune", str(config), "--output", str(out)]) == 0
-    printed = capsys.readouterr().out
+def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_path):
+    config, out, printed = tiny_search
     assert "nested estimate" in printed and "optimistic" in printed
 
     trials = pd.read_csv(out / "trials.csv")
@@ -134,7 +117,22 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tmp_path, capsys):
 
     # a second search on the same data and settings reuses the cached phases
     again = tmp_path / "tune2"
-    assert main(["tune", str(config), "--output", str(again), "--set", "tune.num_samples=1"]) == 0
+    cache = out.parent / ".raycv-cache"  # where the first search kept its shared phases
+    assert (
+        main(
+            [
+                "tune",
+                str(config),
+                "--output",
+                str(again),
+                "--set",
+                "tune.num_samples=1",
+                "--set",
+                f"tune.cache_dir={cache}",
+            ]
+        )
+        == 0
+    )
     assert pretrain_starts(again) == 0
     assert "reusing cached" in (again / "run.log").read_text()
 
