@@ -22,6 +22,13 @@ TINY = {
 }
 
 
+def write_config(tmp_path, raw: dict = TINY, name: str = "exp.yaml"):
+    """An experiment YAML file of `raw` in tmp_path; returns its path."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def tiny_config(*overrides: str, **sections):
     raw = {**TINY, **sections}
     return config_mod.from_dict(raw, [config_mod.parse_override(o) for o in overrides])

@@ -6,17 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from raycv.cli import main
-from tests.conftest import TINY
+from tests.conftest import TINY, write_config
 from tests.contract import check_run_folder
-
-
-def write_config(tmp_path, raw=TINY, name="exp.yaml"):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def run_seq(config, out, *extra):

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from raycv.cli import main
-from tests.conftest import TINY
+from tests.conftest import TINY, write_config
 from tests.contract import check_run_folder
 
 pytestmark = pytest.mark.slow
@@ -39,12 +38,6 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-def write_config(tmp_path: Path, raw: dict, name="exp.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def probabilities(run: Path) -> pd.DataFrame:

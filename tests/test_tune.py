@@ -14,19 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from raycv.cli import main
 from raycv.orchestration.reuse import reusable_phases
 from raycv.orchestration.tune_results import nested_estimate
-from tests.conftest import SEARCH
+from tests.conftest import SEARCH, write_config
 from tests.contract import check_run_folder
-
-
-def write_config(tmp_path: Path, raw: dict) -> Path:
-    path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def pretrain_starts(tune_dir: Path) -> int:
