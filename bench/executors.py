@@ -2,11 +2,12 @@
 
     python bench/executors.py [--folds 4] [--skip-default]
 
-1. The default experiment (experiments/two_stage_fusion.yaml) with --folds folds:
-   sequential, given every core (resources.per_fold.cpu = cores); on Ray with the
-   default 1 CPU per fold (folds queue in waves); and on Ray with cores/folds CPUs per
-   fold (every fold at once, one wave).
-2. A tiny run (quickstart, 2 folds) both ways: Ray's fixed overhead = the difference.
+1. The default experiment (experiments/two_stage_fusion.yaml) with --folds folds, with
+   every fold given every core (resources.per_fold.cpu = cores): sequential, and on Ray
+   (one fold at a time: one lane). Then on Ray with the default 1 CPU per fold (as many
+   lanes as cores, 1-thread folds side by side), for comparison.
+2. A tiny run (quickstart, 2 folds) both ways with the same config: Ray's fixed
+   overhead = the difference.
 
 Prints wall time, peak memory (the summed PSS of every process of the run, Ray's
 included, sampled every 0.25 s) and the ratios. Timings on shared machines are noisy:
@@ -130,20 +131,13 @@ def main() -> None:
         f"resources.per_fold.cpu={cores}",
         executor="sequential",
     )
-    run("tiny_ray", tiny, "cv.folds=2", f"resources.per_fold.cpu={cores / 2:g}")
+    run("tiny_ray", tiny, "cv.folds=2", f"resources.per_fold.cpu={cores}")
     if not args.skip_default:
         default, folds = "experiments/two_stage_fusion.yaml", f"cv.folds={args.folds}"
-        run(
-            "default_sequential",
-            default,
-            folds,
-            f"resources.per_fold.cpu={cores}",
-            executor="sequential",
-        )
+        all_cores = f"resources.per_fold.cpu={cores}"
+        run("default_sequential", default, folds, all_cores, executor="sequential")
+        run("default_ray", default, folds, all_cores)
         run("default_ray_1cpu", default, folds, "resources.per_fold.cpu=1")
-        run(
-            "default_ray_one_wave", default, folds, f"resources.per_fold.cpu={cores / args.folds:g}"
-        )
 
     print("\nsummary")
     overhead = rows["tiny_ray"]["wall_s"] - rows["tiny_sequential"]["wall_s"]
@@ -153,7 +147,7 @@ def main() -> None:
     )
     if not args.skip_default:
         base = rows["default_sequential"]
-        for label in ("default_ray_1cpu", "default_ray_one_wave"):
+        for label in ("default_ray", "default_ray_1cpu"):
             r = rows[label]
             print(
                 f"  {label}: wall {r['wall_s']} s = {r['wall_s'] / base['wall_s']:.2f}x "

@@ -198,6 +198,18 @@ class ResourcesConfig:
     per_fold: FoldResources = field(default_factory=FoldResources)
     bf16: bool = False  # bf16 autocast on CUDA folds
     max_failures: int = 2  # retries of a fold whose worker died, from its last checkpoint
+    # folds that run at once on Ray, each in its own lane (a Ray Train worker that runs
+    # its folds one after another). None: as many as the resources fit (a local Ray), or
+    # every fold (a joined cluster, which may still add nodes). Never changes results.
+    concurrent_folds: int | None = None
+
+    def __post_init__(self):
+        _require(
+            self.concurrent_folds is None or self.concurrent_folds >= 1,
+            "resources.concurrent_folds",
+            self.concurrent_folds,
+            "an int >= 1 or null",
+        )
 
 
 @dataclass

@@ -142,20 +142,27 @@ def log_text(out: Path) -> str:
 
 
 def test_a_killed_fold_worker_is_retried_and_the_run_agrees(tmp_path):
-    config = write_config(tmp_path, {**FAULT, "cv": {"folds": 2, "seed": 0}})
+    """Both folds share one lane (2 CPUs per fold on 2 CPUs); the worker is killed while
+    training the second: the lane restarts from that fold's latest phase checkpoint and
+    does not train the first fold again."""
+    raw = {**FAULT, "cv": {"folds": 2, "seed": 0}, "resources": {"per_fold": {"cpu": 2}}}
+    config = write_config(tmp_path, raw)
     reference, out = tmp_path / "reference", tmp_path / "faulty"
     assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
     tag = f"worker-kill-{os.getpid()}"
     proc = start_cli(config, out, tag)
     try:
-        wait_for(lambda: "pretrain(thermal_map) ep 3" in log_text(out), 240, "pretraining", proc)
+        wait_for(lambda: "fold 1 pretrain(thermal_map) ep 3" in log_text(out), 240, "fold 1", proc)
         workers = wait_for(lambda: tagged_processes(tag, "RayTrainWorker"), 30, "a worker")
         os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
         output, _ = proc.communicate(timeout=400)
     finally:
         kill_all(tag, proc)
     assert proc.returncode == 0, output
-    assert "resumed with phases" in log_text(out)  # the retried fold restarted from its checkpoint
+    log = log_text(out)
+    assert "launched lane0of1 (folds 0, 1)" in log
+    assert "fold 1 restart" in log and "resumed with phases ['forest']" in log
+    assert log.count("fold 0 start") == 1 and log.count("fold 0 done") == 1  # not retrained
     check_run_folder(out)
     assert_same_predictions(out, reference)
 

@@ -1,21 +1,39 @@
-"""The per-worker loop of one fold's trainer.
+"""The per-worker loop of one fold lane: the folds one Ray Train trainer runs in turn.
 
-Kept import-light on purpose: Ray unpickles this function in every fold's train
+Kept import-light on purpose: Ray unpickles this function in the lane's train
 controller too, and a controller that imported torch and scikit-learn would spend
 seconds of a 2-core machine on imports it never uses. The heavy imports happen
 inside the function, on the worker only.
+
+Checkpoint layout. The worker keeps `<local>/fold<k>/<phase>.pt` for the fold it is
+training, and reports that folder to Ray Train after every phase as the checkpoint
+`fold<k>-<phase>` (so `<storage>/<lane run>/fold<k>-<phase>/fold<k>/...`, a path the
+driver can compute). Once a fold is finished and the driver told, its files are dropped
+from the local folder and a small marker `fold<k>/done.json` stays: later reports stay
+the size of one fold, and a restarted worker skips the folds its lane already finished.
 """
 
 from __future__ import annotations
 
+DONE_MARKER = "done.json"
 
-def train_fold(cfg: dict) -> dict:
-    """Run one fold on a Ray Train worker; returns the FoldResult as a dict.
 
-    cfg: {"config": Config as dict, "plan": FoldSplit fields, "dataset": ObjectRef of the
-    Dataset, "relay": ProgressRelay handle, "until": None or 'stage1', "shared": {phase:
-    path of a phase file computed elsewhere}}. Knows nothing of Tune or of the driver.
+def checkpoint_name(fold: int, phase: str) -> str:
+    """The Ray Train checkpoint directory of one fold's phase within its lane's run."""
+    return f"fold{fold}-{phase}"
+
+
+def train_lane(cfg: dict) -> None:
+    """Run a lane's folds one after another on one Ray Train worker.
+
+    cfg: {"config": Config as dict, "lane": the lane's run name, "plans": [FoldSplit
+    fields, ...], "dataset": ObjectRef of the Dataset, "relay": ProgressRelay handle,
+    "until": None or a phase to stop after, "shared": {fold: {phase: path of a phase file
+    computed elsewhere}}, "run_folder": where the driver writes}. Knows nothing of Tune.
+    Each finished fold is announced with relay.finished(lane, fold, checkpoint name)
+    once its checkpoint is in storage; the driver copies it into the run folder.
     """
+    import json
     import shutil
     import tempfile
     from pathlib import Path
@@ -36,28 +54,22 @@ def train_fold(cfg: dict) -> dict:
         check_visible_here(cfg["run_folder"])
     config = from_dict(cfg["config"])
     torch.set_num_threads(fold_threads(config))
-    plan = FoldSplit(**cfg["plan"])
     dataset = ray.get(cfg["dataset"])  # zero-copy, read-only views of the driver's arrays
-    relay = cfg["relay"]
+    relay, lane, until = cfg["relay"], cfg["lane"], cfg.get("until")
     node = f"{ray.get_runtime_context().get_node_id()[:12]} ({ray.util.get_node_ip_address()})"
-    relay.push.remote((plan.fold, "start", -1, {"note": f"on node {node}"}))
-    # Ray sets CUDA_VISIBLE_DEVICES to the fold's GPU (or its share of one)
+    # Ray sets CUDA_VISIBLE_DEVICES to the lane's GPU (or its share of one)
     device = ray.train.torch.get_device() if config.resources.per_fold.gpu > 0 else "cpu"
 
-    # Phase checkpoints live in a worker-local folder that each save reports to Ray Train,
-    # which copies it to the run's storage; a restarted worker gets the latest one back.
-    local = Path(tempfile.mkdtemp(prefix=f"raycv-fold{plan.fold}-"))
+    local = Path(tempfile.mkdtemp(prefix="raycv-lane-"))
     restored = ray.train.get_checkpoint()
-    if restored is not None:
+    if restored is not None:  # a retried worker, or a rerun of the lane after --resume
         restored.to_directory(str(local))
-        phases = sorted(p.stem for p in local.glob("*.pt"))
-        relay.push.remote((plan.fold, "restart", -1, {"note": f"resumed with phases {phases}"}))
 
-    def on_save(phase: str) -> None:
+    def report(fold: int, phase: str) -> None:
         ray.train.report(
-            {"fold": plan.fold, "phase": phase},
+            {"fold": fold, "phase": phase},
             checkpoint=ray.train.Checkpoint.from_directory(str(local)),
-            checkpoint_dir_name=phase,
+            checkpoint_dir_name=checkpoint_name(fold, phase),
             delete_local_checkpoint_after_upload=False,
         )
 
@@ -65,17 +77,34 @@ def train_fold(cfg: dict) -> dict:
         relay.push.remote((fold, phase, epoch, row))
 
     try:
-        shared = {phase: Path(path) for phase, path in (cfg.get("shared") or {}).items()}
-        store = PhaseStore(local, on_save=on_save, shared=shared)
-        result = run_fold(
-            dataset,
-            plan,
-            config,
-            store=store,
-            progress=progress,
-            device=device,
-            until=cfg.get("until"),
-        )
+        for fields in cfg["plans"]:
+            plan = FoldSplit(**fields)
+            k = plan.fold
+            fold_dir = local / f"fold{k}"
+            marker = fold_dir / DONE_MARKER
+            if marker.exists():  # finished before this worker restarted
+                done = json.loads(marker.read_text())["checkpoint"]
+                ray.get(relay.finished.remote(lane, k, done))
+                continue
+            phases = sorted(p.stem for p in fold_dir.glob("*.pt"))
+            note = f"on node {node}, {lane}"
+            if phases:
+                note += f"; resumed with phases {phases}"
+            relay.push.remote((k, "restart" if phases else "start", -1, {"note": note}))
+            shared = {p: Path(f) for p, f in (cfg.get("shared") or {}).get(k, {}).items()}
+            store = PhaseStore(fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=shared)
+            result = run_fold(
+                dataset, plan, config, store=store, progress=progress, device=device, until=until
+            )
+            if result is None:  # stopped after `until` on purpose: hand over what it saved
+                done = checkpoint_name(k, f"until-{until}")
+                report(k, f"until-{until}")
+            else:  # the result phase's checkpoint holds the whole finished fold
+                done = checkpoint_name(k, "result")
+            # synchronous: the driver must hear of the fold before this worker may exit
+            ray.get(relay.finished.remote(lane, k, done))
+            shutil.rmtree(fold_dir)
+            fold_dir.mkdir()
+            marker.write_text(json.dumps({"checkpoint": done}))
     finally:
         shutil.rmtree(local, ignore_errors=True)
-    return None if result is None else result.to_dict()

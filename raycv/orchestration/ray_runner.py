@@ -1,12 +1,19 @@
-"""The Ray executor: one single-worker Ray Train trainer per fold, all launched together.
+"""The Ray executor: fold lanes, each a single-worker Ray Train trainer, all launched at once.
 
-Why one trainer per fold (see ../shared/RAY_NOTES.md and the README's design section):
-folds queue on their own when there are more folds than CPUs or GPUs, a dead worker
-restarts only its own fold (from that fold's latest phase checkpoint), and a rerun with
-the same deterministic run names resumes each fold where it stopped.
+A lane is one Ray Train trainer (one worker with a fold's resources) that runs its folds
+one after another; there are as many lanes as folds fit on the cluster at once, so every
+trainer starts in one wave and no fold waits for a new trainer to start. Why lanes and
+not one trainer per fold (see the README's design section): each trainer costs four
+fresh Python processes (controller, placement-group cleaner, synchronization actor,
+worker), ~10 s of a 2-core machine, paid again for every fold that had to queue.
+
+Fold k always runs in lane k mod L (L = how many folds fit at once), and lanes have
+deterministic run names, so a rerun with --resume restores each lane from its latest
+checkpoint. A dead worker restarts only its own lane, from the latest phase of the
+fold it was training; folds it had finished are not retrained, and other lanes go on.
 
 The dataset is put in the object store once; each worker reads it zero-copy. Progress
-flows from workers to the driver through a tiny actor the driver polls.
+and finished folds flow from workers to the driver through a tiny actor the driver polls.
 """
 
 from __future__ import annotations
@@ -16,26 +23,36 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+from raycv.checkpoints import PhaseStore
 from raycv.errors import RaycvError
 from raycv.experiment import Prepared, reuse_finished_folds
-from raycv.orchestration.fold_worker import train_fold
+from raycv.folds import FoldSplit
+from raycv.orchestration.fold_worker import train_lane
 from raycv.orchestration.storage_check import check_shared_storage
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
+from raycv.storage import copy_tree, filesystem
 
 log = logging.getLogger(__name__)
 
-# Launch queued folds at the latest this long after the first wave, even if a first-wave
-# fold has not reported yet (a slow node must not hold the others back).
-QUEUE_AFTER_S = 60.0
+
+# Settings of a Ray that raycv starts itself (one machine, nothing to autoscale or preempt).
+LOCAL_RAY_ENV = {
+    # the train controllers poll their worker every 2 s by default: a finished lane would
+    # idle up to 2 s before the run (or a lane of another trial) can go on
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    # each lane's trainer would start one more actor (a process, ~2 CPU-s on 2 cores) to
+    # watch for preempted nodes, and export metrics nobody collects here
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+}
 
 
 class FoldFailedError(RaycvError):
@@ -44,17 +61,62 @@ class FoldFailedError(RaycvError):
 
 @ray.remote(num_cpus=0)
 class ProgressRelay:
-    """Collects progress events from fold workers until the driver drains them."""
+    """Collects progress events and finished folds from lane workers until the driver
+    drains them."""
 
     def __init__(self):
         self.events: list[tuple] = []
+        self.finished_folds: list[tuple[str, int, str]] = []
 
     def push(self, event: tuple) -> None:
         self.events.append(event)
 
-    def drain(self) -> list[tuple]:
-        out, self.events = self.events, []
+    def finished(self, lane: str, fold: int, checkpoint: str) -> None:
+        self.finished_folds.append((lane, fold, checkpoint))
+
+    def drain(self) -> tuple[list[tuple], list[tuple[str, int, str]]]:
+        out = self.events, self.finished_folds
+        self.events, self.finished_folds = [], []
         return out
+
+
+@dataclasses.dataclass
+class Lane:
+    name: str  # the trainer's run name: deterministic, so that a rerun resumes it
+    plans: list[FoldSplit]
+
+
+def lane_count(config, n_folds: int, share: int = 1, joined: bool = False) -> int:
+    """How many lanes: `resources.concurrent_folds` if set; else as many folds as the
+    cluster runs at once (split `share` ways when Tune runs trials side by side) on a Ray
+    raycv started, or every fold on a cluster it joined: there each fold's lane asks for
+    its own resources, which is what makes an autoscaler add the nodes."""
+    wanted = config.resources.concurrent_folds
+    if wanted is None:
+        wanted = n_folds if joined else fold_slots(config) // share
+    return max(1, min(n_folds, wanted))
+
+
+def joins_cluster(address: str | None) -> bool:
+    """Whether start_ray(address) joins an existing cluster rather than starting one."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def plan_lanes(
+    plans: list[FoldSplit], pending: list[FoldSplit], n_lanes: int, prefix: str = ""
+) -> list[Lane]:
+    """The lanes that still have work: fold plans[i] runs in lane i mod n_lanes.
+
+    The assignment depends on all folds, not on which are pending, so a resumed run
+    gives each unfinished fold the lane (and so the checkpoints) it had before.
+    """
+    todo = {p.fold for p in pending}
+    lanes = []
+    for i in range(n_lanes):
+        mine = [p for p in plans[i::n_lanes] if p.fold in todo]
+        if mine:
+            lanes.append(Lane(f"{prefix}lane{i}of{n_lanes}", mine))
+    return lanes
 
 
 def start_ray(address: str | None, verbose: bool) -> bool:
@@ -74,9 +136,8 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     if address:
         ray.init(address=address, **quiet)
         return True
-    # The train controllers poll their worker every 2 s by default: each finished fold
-    # then idles up to 2 s before the next queued fold can take its place.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+    for name, value in LOCAL_RAY_ENV.items():  # inherited by the workers this Ray starts
+        os.environ.setdefault(name, value)
     ray.init(
         address="local",
         num_cpus=os.cpu_count(),
@@ -86,34 +147,36 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
-def fold_trainer(
+def lane_trainer(
     prepared: Prepared,
-    plan,
+    lane: Lane,
     folder: RunFolder,
     dataset_ref,
     relay,
-    run_prefix: str,
     until: str | None = None,
-    shared: dict[str, str] | None = None,
+    shared: dict[int, dict[str, str]] | None = None,
 ) -> DataParallelTrainer:
-    """A one-worker Ray Train trainer for one fold.
+    """A one-worker Ray Train trainer that runs one lane's folds.
 
     DataParallelTrainer rather than TorchTrainer: a fold is one process, so it needs no
-    torch.distributed process group, whose set-up cost ~7 s per fold on 2 cores here.
-    Ray Train still gives each fold its resources, retries, checkpoints and resume.
+    torch.distributed process group, whose set-up cost ~7 s per trainer on 2 cores here.
+    Ray Train still gives the lane its resources, retries, checkpoints and resume.
+    Every checkpoint is kept: the driver copies each finished fold's from storage.
     """
     config = prepared.config
     res = config.resources.per_fold
     return DataParallelTrainer(
-        train_fold,
+        train_lane,
         train_loop_config={
             "config": config.to_dict(),
-            "plan": dataclasses.asdict(plan),  # plain arrays: the controller need not import raycv
+            "lane": lane.name,
+            # plain arrays: the controller need not import raycv
+            "plans": [dataclasses.asdict(plan) for plan in lane.plans],
             "dataset": dataset_ref,
             "relay": relay,
             "until": until,
-            "shared": shared or {},
-            # a fold checks it sees the run folder before it trains (nodes that joined
+            "shared": {p.fold: (shared or {}).get(p.fold, {}) for p in lane.plans},
+            # a lane checks it sees the run folder before it trains (nodes that joined
             # after the driver's check_shared_storage, e.g. autoscaled GPU nodes)
             "run_folder": folder.uri or str(folder.path.resolve()),
         },
@@ -123,10 +186,9 @@ def fold_trainer(
             resources_per_worker={"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu > 0 else {})},
         ),
         run_config=RunConfig(
-            name=f"{run_prefix}fold{plan.fold}",
+            name=lane.name,
             storage_path=folder.ray_storage,
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
 
@@ -140,12 +202,14 @@ def run_folds_on_ray(
     until: str | None = None,
     shared: dict[int, dict[str, str]] | None = None,
     on_result: Callable[[FoldResult], None] | None = None,
+    n_lanes: int | None = None,
 ) -> list[FoldResult]:
-    """Run every unfinished fold as its own trainer, concurrently; Ray queues them.
+    """Run every unfinished fold in lanes, concurrently; returns every fold's result.
 
     until='stage1' runs the folds only up to stage 1 (their phase files land in
     folder.fold_dir(k); no results). shared: per fold, phase files to load instead of
     computing them. on_result: called with each fold's result as it finishes.
+    n_lanes: how many folds run at once (None: as many as the cluster's resources fit).
     """
     results, pending = reuse_finished_folds(prepared, folder, board)
     if on_result is not None:
@@ -159,76 +223,72 @@ def run_folds_on_ray(
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
     relay = ProgressRelay.remote()
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
-    finished: queue.Queue = queue.Queue()
+    n_lanes = n_lanes or lane_count(prepared.config, len(prepared.plans))
+    lanes = plan_lanes(prepared.plans, pending, n_lanes, run_prefix)
+    ended: queue.Queue = queue.Queue()
+    storage_fs, storage_root = filesystem(folder.ray_storage)
+    waiting = {p.fold for p in pending}
 
-    def launch(plan) -> None:
-        trainer = fold_trainer(
-            prepared,
-            plan,
-            folder,
-            dataset_ref,
-            relay,
-            run_prefix,
-            until=until,
-            shared=(shared or {}).get(plan.fold),
-        )
+    def launch(lane: Lane) -> None:
+        trainer = lane_trainer(prepared, lane, folder, dataset_ref, relay, until, shared)
 
         def fit() -> None:
             try:
-                finished.put((plan.fold, trainer.fit()))
+                ended.put((lane, trainer.fit()))
             except BaseException as exc:  # noqa: BLE001 - handed to the driver loop
-                finished.put((plan.fold, exc))
+                ended.put((lane, exc))
 
         # daemon: Ctrl-C must not wait for trainers that ray.shutdown() is ending
-        threading.Thread(target=fit, name=f"raycv-fold{plan.fold}", daemon=True).start()
-        board.event(f"ray: launched the trainer of fold {plan.fold}")
+        threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
+        folds = ", ".join(str(p.fold) for p in lane.plans)
+        board.event(f"ray: launched {lane.name} (folds {folds})")
 
-    # Launch the folds that can run at once; the rest once those are computing, so that
-    # queued folds' controllers start while others compute instead of slowing their start.
-    first = pending[: fold_slots(prepared.config)]
-    queued = pending[len(first) :]
-    for plan in first:
-        launch(plan)
-    started: set[int] = set()
-    launched_at = time.time()
-    failures: dict[int, BaseException] = {}
-    running = len(first)
-    while running or queued:
-        for event in ray.get(relay.drain.remote()):
-            started.add(event[0])
+    def collect(lane: str, k: int, checkpoint: str) -> None:
+        """Copy a finished fold's checkpoint into the run folder; record its result."""
+        if k not in waiting:  # announced again by a worker that restarted
+            return
+        copy_tree(
+            storage_fs,
+            f"{storage_root}/{lane}/{checkpoint}/fold{k}",
+            filesystem(folder.fold_dir(k))[0],
+            str(folder.fold_dir(k).resolve()),
+        )
+        waiting.discard(k)
+        if until is not None:
+            board.fold_done(k, f"done up to {until}")
+            return
+        fold_result = FoldResult.from_dict(PhaseStore(folder.fold_dir(k)).load("result"))
+        results[k] = fold_result
+        board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
+        folder.sync()
+        if on_result is not None:
+            on_result(fold_result)
+
+    def absorb() -> None:
+        events, finished = ray.get(relay.drain.remote())
+        for event in events:
             board.update(*event)
-        if queued and (
-            started >= {p.fold for p in first} or time.time() - launched_at > QUEUE_AFTER_S
-        ):
-            for plan in queued:
-                launch(plan)
-            running, queued = running + len(queued), []
+        for item in finished:
+            collect(*item)
+
+    for lane in lanes:  # one wave: every lane starts now, none waits for another
+        launch(lane)
+    failures: dict[int, BaseException] = {}
+    running = len(lanes)
+    while running:
+        absorb()
         try:
-            k, outcome = finished.get(timeout=0.5)
+            lane, outcome = ended.get(timeout=0.5)
         except queue.Empty:
             continue
         running -= 1
-        try:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            if outcome.error is not None:
-                raise outcome.error
-            outcome.checkpoint.to_directory(str(folder.fold_dir(k)))
-            if outcome.return_value is None:  # stopped early on purpose (until=...)
-                board.fold_done(k, f"done up to {until}")
-                continue
-            fold_result = FoldResult.from_dict(outcome.return_value)
-            results[k] = fold_result
-            board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
-            folder.sync()
-            if on_result is not None:
-                on_result(fold_result)
-        except Exception as exc:  # noqa: BLE001 - reported below; other folds go on
-            failures[k] = exc
-            cause = _worker_cause(exc)
-            board.fold_done(k, f"FAILED: {type(cause).__name__}: {_first_line(cause)}")
-    for event in ray.get(relay.drain.remote()):
-        board.update(*event)
+        absorb()  # the lane announced its last fold before it returned
+        error = outcome if isinstance(outcome, BaseException) else outcome.error
+        for plan in lane.plans:
+            if plan.fold in waiting:
+                failures[plan.fold] = error or RuntimeError(f"{lane.name} ended without it")
+                cause = _worker_cause(failures[plan.fold])
+                board.fold_done(plan.fold, f"FAILED: {type(cause).__name__}: {_first_line(cause)}")
     ray.kill(relay)
     if failures:
         k, exc = min(failures.items())
@@ -269,7 +329,10 @@ def ray_executor(address: str | None = None, verbose: bool = False):
         started_here = start_ray(address, verbose)
         try:
             check_shared_storage(str(folder))  # before any fold trains; trivial on one node
-            return run_folds_on_ray(prepared, folder, board)
+            n_lanes = lane_count(
+                prepared.config, len(prepared.plans), joined=joins_cluster(address)
+            )
+            return run_folds_on_ray(prepared, folder, board, n_lanes=n_lanes)
         except KeyboardInterrupt:
             board.say("raycv: interrupted: cancelling running folds")
             raise

@@ -1,7 +1,7 @@
 """`raycv tune`: a Ray Tune search in which every trial is a full cross-validation.
 
 Three layers, as in Ray's train/tune interop: the fold worker (fold_worker.py) knows
-nothing of Tune; a trial (`_trial`) runs every fold as its own Ray Train trainer, as
+nothing of Tune; a trial (`_trial`) runs every fold on Ray Train, in lanes, as
 `raycv run` does, and reports to Tune after each fold in fold order; the driver
 (`run_tune`) builds the Tuner around it. Phases no searched key changes are computed
 once per fold before the trials start (reuse.py), and every trial loads them.
@@ -26,7 +26,7 @@ from raycv.experiment import Prepared, write_results
 from raycv.folds import folds_table
 from raycv.metrics import kappa
 from raycv.orchestration import reuse
-from raycv.orchestration.ray_runner import run_folds_on_ray
+from raycv.orchestration.ray_runner import lane_count, run_folds_on_ray
 from raycv.orchestration.tune_results import OBJECTIVE
 from raycv.orchestration.tune_space import default_space, search_space, trial_config
 from raycv.progress import ProgressBoard
@@ -49,7 +49,9 @@ def fold_scores(result: FoldResult, dataset, kappa_weights: str) -> tuple[float,
     return result.val_kappa["fusion"], outer
 
 
-def _trial(params: dict, *, base: dict, refs: dict, tune_dir: str, shared: dict) -> None:
+def _trial(
+    params: dict, *, base: dict, refs: dict, tune_dir: str, shared: dict, n_lanes: int
+) -> None:
     """A Tune function trainable: one full cross-validation of one setting."""
     config = trial_config(base, params)
     dataset = ray.get(refs["dataset"])
@@ -81,6 +83,7 @@ def _trial(params: dict, *, base: dict, refs: dict, tune_dir: str, shared: dict)
             dataset_ref=refs["dataset"],
             shared={k: {s: str(p) for s, p in v.items()} for k, v in shared.items()},
             on_result=on_result,
+            n_lanes=n_lanes,
         )
     finally:
         board.close()
@@ -187,11 +190,14 @@ def run_tune(
     board: ProgressBoard,
     resume: bool,
     cache: Path,
+    joined: bool = False,
 ):
     """Run (or resume) the search; returns (Tune's ResultGrid, the searched keys)."""
     config = prepared.config
     space = search_space(config)
     n_folds = len(prepared.plans)
+    # concurrent trials share the cluster: each runs its folds in its share of the lanes
+    n_lanes = lane_count(config, n_folds, config.tune.max_concurrent_trials, joined)
     dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
     shared = precompute_shared(prepared, folder, board, dataset_ref, cache)
     refs = {
@@ -207,6 +213,7 @@ def run_tune(
             refs=refs,
             tune_dir=str(folder.path.resolve()),
             shared=shared,
+            n_lanes=n_lanes,
         ),
         # a trial only waits on its fold trainers, which ask for their own resources; a
         # full CPU per trial would starve those trainers
@@ -304,7 +311,7 @@ def tune_experiment(
     """`raycv tune`: claim the tune folder, search, write trials.csv, best/, summary."""
     import time
 
-    from raycv.orchestration.ray_runner import start_ray
+    from raycv.orchestration.ray_runner import joins_cluster, start_ray
     from raycv.orchestration.storage_check import check_shared_storage
     from raycv.orchestration.tune_results import (
         publish_best,
@@ -335,7 +342,9 @@ def tune_experiment(
             f"raycv: {'resuming' if resumed else 'starting'} search {config.name!r}: "
             f"{config.tune.num_samples} trials x {len(prepared.plans)} folds -> {folder}"
         )
-        grid, searched = run_tune(prepared, folder, board, resumed, cache)
+        grid, searched = run_tune(
+            prepared, folder, board, resumed, cache, joined=joins_cluster(address)
+        )
     finally:
         board.close()
         if started_here:

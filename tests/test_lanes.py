@@ -1,0 +1,53 @@
+"""Fold lanes: which fold runs in which lane, and how many lanes a run gets (no Ray needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raycv.config import ConfigError
+from raycv.folds import FoldSplit
+from raycv.orchestration.ray_runner import lane_count, plan_lanes
+from tests.conftest import tiny_config
+
+
+def plans(n: int) -> list[FoldSplit]:
+    empty = np.array([], dtype=int)
+    return [FoldSplit(k, empty, empty, empty, empty) for k in range(n)]
+
+
+def folds_by_lane(lanes) -> dict[str, list[int]]:
+    return {lane.name: [p.fold for p in lane.plans] for lane in lanes}
+
+
+def test_folds_are_dealt_round_robin_to_named_lanes():
+    assert folds_by_lane(plan_lanes(plans(5), plans(5), 2, "t1-")) == {
+        "t1-lane0of2": [0, 2, 4],
+        "t1-lane1of2": [1, 3],
+    }
+
+
+def test_a_resumed_run_keeps_each_unfinished_fold_in_its_lane():
+    """Lane assignment depends on all folds, so a fold resumes from its own lane's
+    checkpoints; a lane with nothing left to do is not started."""
+    all_folds = plans(5)
+    pending = [all_folds[k] for k in (2, 4)]
+    assert folds_by_lane(plan_lanes(all_folds, pending, 2)) == {"lane0of2": [2, 4]}
+
+
+def test_lane_count_follows_the_config_and_never_exceeds_the_folds():
+    config = tiny_config("resources.concurrent_folds=2")
+    assert lane_count(config, n_folds=5) == 2
+    assert lane_count(config, n_folds=1) == 1
+    assert lane_count(config, n_folds=5, share=4) == 2  # an explicit setting wins
+
+
+def test_a_joined_cluster_gives_every_fold_its_lane():
+    """A cluster raycv joined may autoscale: every fold asks for its own resources."""
+    assert lane_count(tiny_config(), n_folds=4, joined=True) == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_concurrent_folds_must_be_a_positive_int(value):
+    with pytest.raises(ConfigError, match="resources.concurrent_folds"):
+        tiny_config(f"resources.concurrent_folds={value}")
