@@ -37,6 +37,8 @@ from raycv.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
+TRIAL_MEMORY = 128 * 2**20  # bytes of Ray's logical memory a trial process reserves
+
 
 # -- one trial ------------------------------------------------------------------------
 
@@ -215,9 +217,11 @@ def run_tune(
             shared=shared,
             n_lanes=n_lanes,
         ),
-        # a trial only waits on its fold trainers, which ask for their own resources; a
-        # full CPU per trial would starve those trainers
-        {"CPU": 0.01},
+        # A trial only waits on its lanes, which ask for their own CPUs and GPUs. Even a
+        # sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs, so the second trial's
+        # 1-CPU lane could never start: the trial asks for some memory instead (Tune needs
+        # a non-empty bundle), which every node has.
+        {"memory": TRIAL_MEMORY},
     )
     storage = str(folder.path.resolve())
     experiment = Path(storage) / "search"
