@@ -38,7 +38,7 @@ from raycv.orchestration.storage_check import check_shared_storage
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
-from raycv.storage import copy_tree, filesystem
+from raycv.storage import copy_tree, exists, filesystem
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +247,11 @@ def run_folds_on_ray(
         """Copy a finished fold's checkpoint into the run folder; record its result."""
         if k not in waiting:  # announced again by a worker that restarted
             return
-        copy_tree(
-            storage_fs,
-            f"{storage_root}/{lane}/{checkpoint}/fold{k}",
-            filesystem(folder.fold_dir(k))[0],
-            str(folder.fold_dir(k).resolve()),
-        )
+        source = f"{storage_root}/{lane}/{checkpoint}/fold{k}"
+        if not exists(storage_fs, source):
+            raise RaycvError(f"fold {k} finished but its checkpoint is missing: {source}")
+        local = filesystem(folder.fold_dir(k))
+        copy_tree(storage_fs, source, *local)
         waiting.discard(k)
         if until is not None:
             board.fold_done(k, f"done up to {until}")
