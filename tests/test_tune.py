@@ -82,6 +82,15 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_p
     # pretraining ran once per fold, not once per trial
     assert pretrain_starts(out) == 2
 
+    # tune.max_concurrent_trials=1: each trial began (wrote its config) after the one
+    # before it ended (wrote its provenance)
+    spans = sorted(
+        ((t / "config.yaml").stat().st_mtime, (t / "provenance.json").stat().st_mtime)
+        for t in (out / "trials").iterdir()
+    )
+    for (_, ended), (began, _) in zip(spans, spans[1:], strict=False):
+        assert began >= ended
+
     # the summary's nested estimate is what trials.csv gives by hand
     summary = json.loads((out / "summary.json").read_text())
     by_hand = np.mean(

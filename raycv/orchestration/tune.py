@@ -182,8 +182,12 @@ def _search_alg(config: Config):
         return OptunaSearch(seed=config.cv.seed)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    # seeded: the same config draws the same trials (and a benchmark compares like with like)
-    return BasicVariantGenerator(random_state=config.cv.seed)
+    # seeded: the same config draws the same trials (and a benchmark compares like with
+    # like). Tune ignores TuneConfig.max_concurrent_trials for a generator passed in, so
+    # the generator gets it itself.
+    return BasicVariantGenerator(
+        random_state=config.cv.seed, max_concurrent=config.tune.max_concurrent_trials
+    )
 
 
 def run_tune(
