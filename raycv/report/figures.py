@@ -20,6 +20,8 @@ from raycv.report.scores import ModelScores
 
 DPI = 110
 FOLD_COLOURS = [f"C{i}" for i in range(10)]
+# training curves: (split, line style, marker of a one-evaluation stage, alpha)
+CURVE_STYLES = (("train", "--", "x", 0.7), ("val", "-", "o", None))
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -102,22 +104,15 @@ def training_curves(history: pd.DataFrame, path: Path) -> Path:
             colour = FOLD_COLOURS[int(fold) % 10]
             short = len(curve) <= 2  # a one-evaluation stage is points: x train, o validation
             for row, metric in enumerate(("kappa", "loss")):
-                ax = axes[row, col]
-                ax.plot(
-                    curve["epoch"],
-                    curve[f"train_{metric}"],
-                    "--",
-                    color=colour,
-                    marker="x" if short else None,
-                    alpha=0.7,
-                )
-                ax.plot(
-                    curve["epoch"],
-                    curve[f"val_{metric}"],
-                    "-",
-                    color=colour,
-                    marker="o" if short else None,
-                )
+                for split, style, marker, alpha in CURVE_STYLES:
+                    axes[row, col].plot(
+                        curve["epoch"],
+                        curve[f"{split}_{metric}"],
+                        style,
+                        color=colour,
+                        marker=marker if short else None,
+                        alpha=alpha,
+                    )
         axes[0, col].set_title(phase_label(phase, branch), fontsize=10)
         axes[1, col].set_xlabel("epoch")
         for ax in axes[:, col]:
