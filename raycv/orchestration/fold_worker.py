@@ -91,16 +91,15 @@ def train_lane(cfg: dict) -> None:
             if phases:
                 note += f"; resumed with phases {phases}"
             relay.push.remote((k, "restart" if phases else "start", -1, {"note": note}))
-            shared = {p: Path(f) for p, f in (cfg.get("shared") or {}).get(k, {}).items()}
+            shared = {p: Path(f) for p, f in cfg["shared"][k].items()}
             store = PhaseStore(fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=shared)
             result = run_fold(
                 dataset, plan, config, store=store, progress=progress, device=device, until=until
             )
+            last = "result" if result is not None else f"until-{until}"
             if result is None:  # stopped after `until` on purpose: hand over what it saved
-                done = checkpoint_name(k, f"until-{until}")
-                report(k, f"until-{until}")
-            else:  # the result phase's checkpoint holds the whole finished fold
-                done = checkpoint_name(k, "result")
+                report(k, last)
+            done = checkpoint_name(k, last)  # this checkpoint holds the whole finished fold
             # synchronous: the driver must hear of the fold before this worker may exit
             ray.get(relay.finished.remote(lane, k, done))
             shutil.rmtree(fold_dir)

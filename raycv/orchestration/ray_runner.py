@@ -3,9 +3,10 @@
 A lane is one Ray Train trainer (one worker with a fold's resources) that runs its folds
 one after another; there are as many lanes as folds fit on the cluster at once, so every
 trainer starts in one wave and no fold waits for a new trainer to start. Why lanes and
-not one trainer per fold (see the README's design section): each trainer costs four
+not one trainer per fold (see the README's design section): each trainer starts five
 fresh Python processes (controller, placement-group cleaner, synchronization actor,
-worker), ~10 s of a 2-core machine, paid again for every fold that had to queue.
+dataset manager, worker), ~15 CPU-seconds on 2 cores, paid again for every fold that
+had to queue.
 
 Fold k always runs in lane k mod L (L = how many folds fit at once), and lanes have
 deterministic run names, so a rerun with --resume restores each lane from its latest
@@ -97,9 +98,10 @@ def lane_count(config, n_folds: int, share: int = 1, joined: bool = False) -> in
     return max(1, min(n_folds, wanted))
 
 
-def joins_cluster(address: str | None) -> bool:
-    """Whether start_ray(address) joins an existing cluster rather than starting one."""
-    return bool(address or os.environ.get("RAY_ADDRESS"))
+def cluster_address(address: str | None) -> str | None:
+    """The cluster start_ray(address) joins: --address, else RAY_ADDRESS; None when it
+    starts a private local Ray instead."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def plan_lanes(
@@ -132,7 +134,7 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     if ray.is_initialized():
         return False
     quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     if address:
         ray.init(address=address, **quiet)
         return True
@@ -202,14 +204,15 @@ def run_folds_on_ray(
     until: str | None = None,
     shared: dict[int, dict[str, str]] | None = None,
     on_result: Callable[[FoldResult], None] | None = None,
-    n_lanes: int | None = None,
+    *,
+    n_lanes: int,
 ) -> list[FoldResult]:
     """Run every unfinished fold in lanes, concurrently; returns every fold's result.
 
     until='stage1' runs the folds only up to stage 1 (their phase files land in
     folder.fold_dir(k); no results). shared: per fold, phase files to load instead of
     computing them. on_result: called with each fold's result as it finishes.
-    n_lanes: how many folds run at once (None: as many as the cluster's resources fit).
+    n_lanes: how many folds run at once (lane_count decides it).
     """
     results, pending = reuse_finished_folds(prepared, folder, board)
     if on_result is not None:
@@ -223,7 +226,6 @@ def run_folds_on_ray(
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
     relay = ProgressRelay.remote()
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
-    n_lanes = n_lanes or lane_count(prepared.config, len(prepared.plans))
     lanes = plan_lanes(prepared.plans, pending, n_lanes, run_prefix)
     ended: queue.Queue = queue.Queue()
     storage_fs, storage_root = filesystem(folder.ray_storage)
@@ -328,9 +330,8 @@ def ray_executor(address: str | None = None, verbose: bool = False):
         started_here = start_ray(address, verbose)
         try:
             check_shared_storage(str(folder))  # before any fold trains; trivial on one node
-            n_lanes = lane_count(
-                prepared.config, len(prepared.plans), joined=joins_cluster(address)
-            )
+            joined = cluster_address(address) is not None
+            n_lanes = lane_count(prepared.config, len(prepared.plans), joined=joined)
             return run_folds_on_ray(prepared, folder, board, n_lanes=n_lanes)
         except KeyboardInterrupt:
             board.say("raycv: interrupted: cancelling running folds")

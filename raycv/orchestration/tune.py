@@ -117,7 +117,12 @@ def _metrics(done: dict[int, FoldResult], n_done: int, dataset, kappa_weights: s
 
 
 def precompute_shared(
-    prepared: Prepared, tune_folder: RunFolder, board: ProgressBoard, dataset_ref, cache: Path
+    prepared: Prepared,
+    tune_folder: RunFolder,
+    board: ProgressBoard,
+    dataset_ref,
+    cache: Path,
+    n_lanes: int,
 ) -> dict[int, dict[str, Path]]:
     """Compute the reusable phases once per fold (or find them cached); {fold: {stem: path}}."""
     config = prepared.config
@@ -152,6 +157,7 @@ def precompute_shared(
         run_prefix="shared-",
         dataset_ref=dataset_ref,
         until=phases[-1],  # reuse.PHASE_DEPENDS lists phases in the order they run
+        n_lanes=n_lanes,
         shared={k: {s: str(p) for s, p in files[k].items() if p.exists()} for k in missing},
     )
     for k in missing:
@@ -202,10 +208,13 @@ def run_tune(
     config = prepared.config
     space = search_space(config)
     n_folds = len(prepared.plans)
+    dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
+    # the shared phases run before any trial, on every lane the cluster has
+    shared = precompute_shared(
+        prepared, folder, board, dataset_ref, cache, lane_count(config, n_folds, joined=joined)
+    )
     # concurrent trials share the cluster: each runs its folds in its share of the lanes
     n_lanes = lane_count(config, n_folds, config.tune.max_concurrent_trials, joined)
-    dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
-    shared = precompute_shared(prepared, folder, board, dataset_ref, cache)
     refs = {
         "dataset": dataset_ref,
         "fold_of": prepared.fold_of,
@@ -319,7 +328,7 @@ def tune_experiment(
     """`raycv tune`: claim the tune folder, search, write trials.csv, best/, summary."""
     import time
 
-    from raycv.orchestration.ray_runner import joins_cluster, start_ray
+    from raycv.orchestration.ray_runner import cluster_address, start_ray
     from raycv.orchestration.storage_check import check_shared_storage
     from raycv.orchestration.tune_results import (
         publish_best,
@@ -351,7 +360,7 @@ def tune_experiment(
             f"{config.tune.num_samples} trials x {len(prepared.plans)} folds -> {folder}"
         )
         grid, searched = run_tune(
-            prepared, folder, board, resumed, cache, joined=joins_cluster(address)
+            prepared, folder, board, resumed, cache, joined=cluster_address(address) is not None
         )
     finally:
         board.close()
