@@ -44,6 +44,37 @@ def test_stage2_falls_back_to_stage1_when_it_does_not_help(tiny):
     np.testing.assert_allclose(result.probs["fusion"], result.probs["fusion_stage1"], atol=1e-6)
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_stage2_precomputes_frozen_blocks_without_changing_its_numbers(tiny, monkeypatch, depth):
+    from raycv.models.fusion import PrecomputedPrefix
+    from raycv.training import two_stage
+
+    _, prepared = tiny
+    # a learning rate that moves the weights, so a difference would show
+    config = tiny_config("stage2.lr=1e-3", f"stage2.unfreeze_depth={depth}")
+    used = []
+    skip = two_stage.skip_frozen_prefixes
+
+    def spy(*args):
+        used.append(out := skip(*args))
+        return out
+
+    monkeypatch.setattr(two_stage, "skip_frozen_prefixes", spy)
+    cached = run_fold(prepared.dataset, prepared.plans[0], config)
+    assert isinstance(used[0][0], PrecomputedPrefix)
+    n_blocks = len(config.image.channels)
+    assert used[0][0].skip == {"thermal_map": n_blocks - (depth - 1)}
+    # the same fold with every epoch running the maps through every block
+    monkeypatch.setattr(two_stage, "skip_frozen_prefixes", lambda f, t, v, s: (f, t, v))
+    plain = run_fold(prepared.dataset, prepared.plans[0], config)
+    np.testing.assert_allclose(cached.probs["fusion"], plain.probs["fusion"], atol=1e-5)
+    stage2 = [
+        [r["val_loss"] for r in res.history if r["phase"] == "stage2"] for res in (cached, plain)
+    ]
+    np.testing.assert_allclose(*stage2, atol=1e-5)
+    assert cached.stage2_kept == plain.stage2_kept
+
+
 def test_unfreeze_depth_counts_trailing_blocks_head_last():
     branch = ImageBranch([4, 8, 16], n_classes=3, dropout=0.0)
     freeze(branch)

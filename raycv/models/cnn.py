@@ -50,11 +50,29 @@ class ImageBranch(nn.Module):
     def stages(self) -> list[nn.Module]:
         return [*self.blocks, self.head]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.pixel_mean) / self.pixel_std
-        for block in self.blocks:
+    def forward(self, x: torch.Tensor, skip: int = 0) -> torch.Tensor:
+        """skip > 0: x is already `features(maps, skip)`, the output of the first `skip`
+        blocks (see frozen_prefix_length)."""
+        return self.head(self.features(x, len(self.blocks), start=skip))
+
+    def features(self, x: torch.Tensor, upto: int, start: int = 0) -> torch.Tensor:
+        """x after blocks start..upto-1; start=0 means x is the raw map (normalised first)."""
+        if start == 0:
+            x = (x - self.pixel_mean) / self.pixel_std
+        for block in self.blocks[start:upto]:
             x = block(x)
-        return self.head(x)
+        return x
+
+    def frozen_prefix_length(self) -> int:
+        """How many leading conv blocks cannot change while training: no trainable
+        parameter, so (in eval mode, see training.loop.set_train_modes) their output is a
+        fixed function of the input. Stage 2 computes it once instead of every epoch."""
+        n = 0
+        for block in self.blocks:
+            if any(p.requires_grad for p in block.parameters()):
+                break
+            n += 1
+        return n
 
 
 def augment(

@@ -23,13 +23,38 @@ class LateFusion(nn.Module):
         w = torch.tensor([weights[m] for m in self.names], dtype=torch.float32)
         self.register_buffer("weights", w / w.sum())
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, batch: dict[str, torch.Tensor], skip: dict[str, int] | None = None
+    ) -> torch.Tensor:
+        """skip: per image branch, how many leading blocks its batch entry has already been
+        through (PrecomputedPrefix); raw maps otherwise."""
+        skip = skip or {}
         # each term: (B, C) probabilities of one branch, scaled by its weight
         probs = 0.0
         for i, name in enumerate(self.names):
-            p = batch[name] if name == "metadata" else self.branches[name](batch[name]).softmax(-1)
+            if name == "metadata":
+                p = batch[name]
+            else:
+                p = self.branches[name](batch[name], skip.get(name, 0)).softmax(-1)
             probs = probs + self.weights[i] * p
         return torch.log(probs.clamp_min(1e-7))
+
+
+class PrecomputedPrefix(nn.Module):
+    """A LateFusion whose image inputs were passed through each branch's frozen leading
+    blocks once, up front (`precompute`), instead of on every batch of every epoch.
+
+    Exact, not an approximation: a frozen block holds no trainable parameter and stays in
+    eval mode while training (no dropout, fixed BatchNorm statistics), so its output never
+    changes. Its parameters are the fusion's own, so training it trains the fusion.
+    """
+
+    def __init__(self, fusion: LateFusion, skip: dict[str, int]):
+        super().__init__()
+        self.fusion, self.skip = fusion, skip
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fusion(batch, self.skip)
 
 
 def fit_fusion_weights(probs: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]:

@@ -66,7 +66,7 @@ def predict(model: nn.Module, split: Split, batch_size: int, bf16: bool = False)
     """(n, C) probabilities in eval mode."""
     model.eval()
     out = []
-    with torch.no_grad(), _autocast(split.y.device, bf16):
+    with torch.no_grad(), autocast(split.y.device, bf16):
         for start in range(0, len(split), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(split)), device=split.y.device)
             out.append(model(split.batch(idx)).float().exp())
@@ -141,7 +141,7 @@ def train_phase(
             batch = train.batch(idx)
             if s.augment is not None:
                 batch = s.augment(batch, gen)
-            with _autocast(device, s.bf16):
+            with autocast(device, s.bf16):
                 logp = model(batch).float()
             loss = F.nll_loss(logp, train.y[idx], weight=s.class_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -185,6 +185,6 @@ def _row(phase, epoch, tr_loss, tr_k, val_loss, val_k, note) -> dict:
     }
 
 
-def _autocast(device: torch.device, bf16: bool):
+def autocast(device: torch.device, bf16: bool):
     enabled = bf16 and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
