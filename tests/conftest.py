@@ -22,6 +22,16 @@ TINY = {
 }
 
 
+# Folds slow enough (~10 s each on 2 cores) that a kill lands mid-training.
+FAULT = {
+    **TINY,
+    "name": "fault",
+    "data": {"synthetic": {"patients": 60, "seed": 1, "image_size": 24}, "image_size": 24},
+    "image": {"channels": [8, 16], "batch_size": 16},
+    "pretrain": {"epochs": 40, "patience": 40},
+}
+
+
 def write_config(tmp_path, raw: dict = TINY, name: str = "exp.yaml"):
     """An experiment YAML file of `raw` in tmp_path; returns its path."""
     path = tmp_path / name

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +12,12 @@ import pandas as pd
 import pytest
 
 from raycv.cli import main
-from tests.conftest import TINY, write_config
+from tests.conftest import FAULT, TINY, write_config
 from tests.contract import check_run_folder
+from tests.processes import kill_all, log_text, start_cli, tagged_processes, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-
-# Folds slow enough (~10 s each on 2 cores) that a kill lands mid-training.
-FAULT = {
-    **TINY,
-    "name": "fault",
-    "data": {"synthetic": {"patients": 60, "seed": 1, "image_size": 24}, "image_size": 24},
-    "image": {"channels": [8, 16], "batch_size": 16},
-    "pretrain": {"epochs": 40, "patience": 40},
-}
 
 
 @pytest.fixture(scope="module")
@@ -81,66 +70,6 @@ def test_an_existing_run_folder_is_refused_without_resume_or_overwrite(local_ray
 # -- faults: real processes, real signals ------------------------------------------------
 
 
-def start_cli(config: Path, out: Path, tag: str, *extra: str) -> subprocess.Popen:
-    """`raycv run` in its own process group (its own private Ray), tagged through the
-    environment so the test can find that Ray's processes and only those."""
-    env = {**os.environ, "RAYCV_TEST_TAG": tag, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "raycv", "run", str(config), "--output", str(out), *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def tagged_processes(tag: str, title: str = "") -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if f"RAYCV_TEST_TAG={tag}".encode() in environ and title in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"raycv exited ({proc.returncode}) before {what}:\n{proc.stdout.read()}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def kill_all(tag: str, proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for pid in tagged_processes(tag):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
-
-
-def log_text(out: Path) -> str:
-    path = out / "run.log"
-    return path.read_text() if path.exists() else ""
-
-
 def test_a_killed_fold_worker_is_retried_and_the_run_agrees(tmp_path):
     """Both folds share one lane (2 CPUs per fold on 2 CPUs); the worker is killed while
     training the second: the lane restarts from that fold's latest phase checkpoint and
@@ -150,7 +79,7 @@ def test_a_killed_fold_worker_is_retried_and_the_run_agrees(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "faulty"
     assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
     tag = f"worker-kill-{os.getpid()}"
-    proc = start_cli(config, out, tag)
+    proc = start_cli("run", config, out, tag)
     try:
         wait_for(lambda: "fold 1 pretrain(thermal_map) ep 3" in log_text(out), 240, "fold 1", proc)
         workers = wait_for(lambda: tagged_processes(tag, "RayTrainWorker"), 30, "a worker")
@@ -172,7 +101,7 @@ def test_a_killed_driver_resumes_recomputing_only_unfinished_folds(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "resumed"
     assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
     tag = f"driver-kill-{os.getpid()}"
-    proc = start_cli(config, out, tag)
+    proc = start_cli("run", config, out, tag)
 
     def finished_folds():
         return sorted(p.parent.name for p in (out / "checkpoints").glob("fold*/result.pt"))
@@ -184,7 +113,7 @@ def test_a_killed_driver_resumes_recomputing_only_unfinished_folds(tmp_path):
     assert len(done) < 3, "every fold finished before the kill; the test needs a slower fold"
     stamps = {f: (out / "checkpoints" / f / "result.pt").stat().st_mtime_ns for f in done}
 
-    again = start_cli(config, out, tag, "--resume")
+    again = start_cli("run", config, out, tag, "--resume")
     try:
         output, _ = again.communicate(timeout=400)
     finally:
@@ -201,7 +130,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_says_how_to_resume(tmp_path):
     config = write_config(tmp_path, {**FAULT, "cv": {"folds": 2, "seed": 0}})
     out = tmp_path / "interrupted"
     tag = f"ctrl-c-{os.getpid()}"
-    proc = start_cli(config, out, tag)
+    proc = start_cli("run", config, out, tag)
     try:
         wait_for(lambda: "pretrain(thermal_map) ep 2" in log_text(out), 240, "pretraining", proc)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends

@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +15,9 @@ import pytest
 from raycv.cli import main
 from raycv.orchestration.reuse import reusable_phases
 from raycv.orchestration.tune_results import nested_estimate
-from tests.conftest import SEARCH, write_config
+from tests.conftest import FAULT, SEARCH, write_config
 from tests.contract import check_run_folder
+from tests.processes import kill_all, log_text, start_cli, tagged_processes, wait_for
 
 
 def pretrain_starts(tune_dir: Path) -> int:
@@ -158,39 +156,66 @@ def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(tmp_path):
 
 @pytest.mark.slow
 def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_path):
-    raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 3}}
+    # two trials at a time on 2 CPUs: each trial's one lane runs in the trial's process
+    raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 3, "max_concurrent_trials": 2}}
     config, out = write_config(tmp_path, raw), tmp_path / "tune"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "raycv", "tune", str(config), "--output", str(out)]
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    log = out / "run.log"
-    while time.time() < deadline:
-        if log.exists() and " finished (1/" in log.read_text():
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"tune ended before the interrupt:\n{proc.stdout.read()}")
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=120)
-    first_done = log.read_text().count("finished (")
+    tag = f"tune-interrupt-{os.getpid()}"
+    proc = start_cli("tune", config, out, tag)
+    try:
+        wait_for(lambda: " finished (1/" in log_text(out), 300, "a finished trial", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        kill_all(tag, proc)
+    first_done = log_text(out).count("finished (")
     assert first_done < 3
 
     assert main(["tune", str(config), "--output", str(out), "--resume"]) == 0
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 3 and (trials["status"] == "complete").all()
-    text = log.read_text()
+    text = log_text(out)
+    assert "each trial runs its folds in turn in its own process" in text
     finished_ids = [
         line.split()[1]
         for line in text.splitlines()
         if line.startswith("trial ") and "finished" in line
     ]
     assert len(finished_ids) == len(set(finished_ids)) == 3  # no trial finished twice
+
+
+@pytest.mark.slow
+def test_a_killed_trial_process_is_restarted_and_keeps_its_finished_folds(tmp_path):
+    """A one-lane trial runs its folds in its own process, so no Ray Train retries it: Tune
+    restarts the trial (resources.max_failures), and the restart reuses the folds it had
+    finished. Stage 2 is made slow enough (~5-10 s a fold) for the kill to land in fold 1."""
+    raw = {
+        **FAULT,
+        "name": "trial_kill",
+        "cv": {"folds": 2, "seed": 0},
+        "pretrain": {"epochs": 3, "patience": 2},
+        "stage2": {"epochs": 80, "patience": 80, "lr": 1e-4},
+        "tune": {
+            "space": {"stage2.unfreeze_depth": {"choice": ["all"]}},
+            "num_samples": 1,
+            "max_concurrent_trials": 2,  # so the trial gets one lane: half of 2 CPUs
+        },
+    }
+    config, out = write_config(tmp_path, raw), tmp_path / "tune"
+    tag = f"trial-kill-{os.getpid()}"
+    proc = start_cli("tune", config, out, tag)
+    try:
+        trial_log = wait_for(lambda: list(out.glob("trials/*/run.log")), 300, "a trial", proc)[0]
+        wait_for(lambda: "fold 1 stage2 ep 3 " in trial_log.read_text(), 300, "fold 1", proc)
+        trials = wait_for(lambda: tagged_processes(tag, "ImplicitFunc"), 30, "the trial")
+        os.kill(trials[0], signal.SIGKILL)  # as the OOM killer would
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        kill_all(tag, proc)
+    assert proc.returncode == 0, output
+    text = trial_log.read_text()
+    assert text.count("fold 0 done in") == 1  # trained once, before the kill
+    assert "fold 0 done earlier (reused)" in text  # ... and reused by the restarted trial
+    assert text.count("fold 1 done in") == 1
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 1 and trials["status"].tolist() == ["complete"]
+    check_run_folder(out / "best")

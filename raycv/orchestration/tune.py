@@ -1,9 +1,11 @@
 """`raycv tune`: a Ray Tune search in which every trial is a full cross-validation.
 
 Three layers, as in Ray's train/tune interop: the fold worker (fold_worker.py) knows
-nothing of Tune; a trial (`_trial`) runs every fold on Ray Train, in lanes, as
-`raycv run` does, and reports to Tune after each fold in fold order; the driver
-(`run_tune`) builds the Tuner around it. Phases no searched key changes are computed
+nothing of Tune; a trial (`_trial`) runs every fold in lanes, as `raycv run` does, and
+reports to Tune after each fold in fold order; the driver (`run_tune`) builds the Tuner
+around it. A trial with several lanes runs them on Ray Train; a trial whose share of
+the cluster is one lane runs it in its own process, which Tune reuses from trial to
+trial: a trainer's processes would cost more to start than the stage 2 work they run. Phases no searched key changes are computed
 once per fold before the trials start (reuse.py), and every trial loads them.
 """
 
@@ -27,6 +29,7 @@ from raycv.folds import folds_table
 from raycv.metrics import kappa
 from raycv.orchestration import reuse
 from raycv.orchestration.ray_runner import lane_count, run_folds_on_ray
+from raycv.orchestration.sequential import run_sequential
 from raycv.orchestration.tune_results import OBJECTIVE
 from raycv.orchestration.tune_space import default_space, search_space, trial_config
 from raycv.progress import ProgressBoard
@@ -77,16 +80,22 @@ def _trial(
             tune.report(_metrics(done, reported[0], dataset, config.metrics.kappa_weights))
 
     try:
-        results = run_folds_on_ray(
-            prepared,
-            folder,
-            board,
-            run_prefix=f"{trial_id}-",
-            dataset_ref=refs["dataset"],
-            shared={k: {s: str(p) for s, p in v.items()} for k, v in shared.items()},
-            on_result=on_result,
-            n_lanes=n_lanes,
-        )
+        if n_lanes == 1:
+            # the trial's one lane runs here, in the process Tune started (and reuses) for
+            # it: no trainer and worker processes to start per trial (see run_tune)
+            board.event("tune: the trial runs its folds in its own process (one lane)")
+            results = run_sequential(prepared, folder, board, shared=shared, on_result=on_result)
+        else:
+            results = run_folds_on_ray(
+                prepared,
+                folder,
+                board,
+                run_prefix=f"{trial_id}-",
+                dataset_ref=refs["dataset"],
+                shared={k: {s: str(p) for s, p in v.items()} for k, v in shared.items()},
+                on_result=on_result,
+                n_lanes=n_lanes,
+            )
     finally:
         board.close()
     for k, files in shared.items():  # each trial's folder stands alone (CONTRACTS 3)
@@ -230,11 +239,12 @@ def run_tune(
             shared=shared,
             n_lanes=n_lanes,
         ),
-        # A trial only waits on its lanes, which ask for their own CPUs and GPUs. Even a
-        # sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs, so the second trial's
-        # 1-CPU lane could never start: the trial asks for some memory instead (Tune needs
-        # a non-empty bundle), which every node has.
-        {"memory": TRIAL_MEMORY},
+        trial_resources(config, n_lanes),
+    )
+    board.say(
+        "raycv: each trial runs its folds in turn in its own process (one lane per trial)"
+        if n_lanes == 1
+        else f"raycv: each trial runs its folds on {n_lanes} Ray Train lanes"
     )
     storage = str(folder.path.resolve())
     experiment = Path(storage) / "search"
@@ -251,20 +261,46 @@ def run_tune(
                 metric=OBJECTIVE,
                 mode="max",
                 num_samples=config.tune.num_samples,
-                max_concurrent_trials=config.tune.max_concurrent_trials,
+                # a Searcher (Optuna) gets Tune's own cap; the variant generator takes
+                # the cap itself (_search_alg), and Tune warns it would ignore this one
+                max_concurrent_trials=(
+                    config.tune.max_concurrent_trials
+                    if config.tune.search_alg != "random"
+                    else None
+                ),
                 search_alg=_search_alg(config),
                 scheduler=_scheduler(config, n_folds),
+                # a finished trial's process (torch and the data loaded) serves the next
+                # trial: every trial asks for the same resources, and run_fold seeds itself
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 storage_path=storage,
                 name="search",
                 verbose=0,
+                # a one-lane trial has no trainer to retry it: Tune restarts it instead,
+                # and the restarted trial resumes from the phases in its folder
+                failure_config=tune.FailureConfig(
+                    max_failures=config.resources.max_failures if n_lanes == 1 else 0
+                ),
                 callbacks=[
                     TrialProgress(str(folder.log_path.resolve()), n_folds, config.tune.num_samples)
                 ],
             ),
         )
     return tuner.fit(), list(space)
+
+
+def trial_resources(config: Config, n_lanes: int) -> dict:
+    """What a trial process reserves. One lane: the fold's own resources, since its folds
+    run in it. Several: its lanes ask for the folds' CPUs and GPUs themselves, and even a
+    sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs, so the second trial's 1-CPU
+    lane could never start: the trial asks for some memory instead (Tune needs a non-empty
+    bundle), which every node has."""
+    if n_lanes > 1:
+        return {"memory": TRIAL_MEMORY}
+    res = config.resources.per_fold
+    return {"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu > 0 else {})}
 
 
 def tune_callbacks(tune_dir: str | Path, tracking, experiment: str) -> list:
