@@ -14,8 +14,9 @@ import pytest
 
 from raycv.cli import main
 from raycv.orchestration.reuse import reusable_phases
+from raycv.orchestration.tune import TRIAL_MEMORY, trial_resources
 from raycv.orchestration.tune_results import nested_estimate
-from tests.conftest import FAULT, SEARCH, write_config
+from tests.conftest import FAULT, SEARCH, tiny_config, write_config
 from tests.contract import check_run_folder
 from tests.processes import kill_all, log_text, start_cli, tagged_processes, wait_for
 
@@ -36,6 +37,15 @@ def test_reuse_is_switched_off_for_phases_a_searched_key_changes():
     assert reusable_phases(["pretrain.lr", "stage2.lr"]) == ["forest"]
     assert reusable_phases(["cv.inner_val_fraction"]) == []
     assert reusable_phases(["stage2.lr"], enabled=False) == []
+
+
+def test_a_one_lane_trial_reserves_its_folds_resources_and_a_multi_lane_one_does_not():
+    gpu = tiny_config("resources.per_fold.cpu=1", "resources.per_fold.gpu=0.5")
+    # its folds run in the trial's own process: it holds what a fold needs
+    assert trial_resources(gpu, n_lanes=1) == {"CPU": 1, "GPU": 0.5}
+    assert trial_resources(tiny_config(), n_lanes=1) == {"CPU": 1}
+    # its lanes hold the CPUs and GPUs; a trial holding any would starve them
+    assert trial_resources(gpu, n_lanes=2) == {"memory": TRIAL_MEMORY}
 
 
 def test_nested_estimate_takes_each_folds_own_best_trial():

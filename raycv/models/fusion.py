@@ -42,7 +42,8 @@ class LateFusion(nn.Module):
 
 class PrecomputedPrefix(nn.Module):
     """A LateFusion whose image inputs were passed through each branch's frozen leading
-    blocks once, up front (`precompute`), instead of on every batch of every epoch.
+    blocks once, up front (training.two_stage.skip_frozen_prefixes), instead of on every
+    batch of every epoch.
 
     Exact, not an approximation: a frozen block holds no trainable parameter and stays in
     eval mode while training (no dropout, fixed BatchNorm statistics), so its output never

@@ -3,10 +3,11 @@
 Three layers, as in Ray's train/tune interop: the fold worker (fold_worker.py) knows
 nothing of Tune; a trial (`_trial`) runs every fold in lanes, as `raycv run` does, and
 reports to Tune after each fold in fold order; the driver (`run_tune`) builds the Tuner
-around it. A trial with several lanes runs them on Ray Train; a trial whose share of
-the cluster is one lane runs it in its own process, which Tune reuses from trial to
-trial: a trainer's processes would cost more to start than the stage 2 work they run. Phases no searched key changes are computed
-once per fold before the trials start (reuse.py), and every trial loads them.
+around it. A trial with several lanes runs them on Ray Train; a trial whose share of the
+cluster is one lane runs it in its own process, which Tune reuses from trial to trial
+(a trainer's processes would cost more to start than the stage 2 work they run). Phases
+no searched key changes are computed once per fold before the trials start (reuse.py),
+and every trial loads them.
 """
 
 from __future__ import annotations
