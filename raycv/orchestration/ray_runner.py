@@ -224,73 +224,17 @@ def run_folds_on_ray(
     if not folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
         folder.path.mkdir(parents=True, exist_ok=True)
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
-    relay = ProgressRelay.remote()
+    wave = LaneWave(folder, board, until, results, {p.fold for p in pending}, on_result)
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
-    lanes = plan_lanes(prepared.plans, pending, n_lanes, run_prefix)
-    ended: queue.Queue = queue.Queue()
-    storage_fs, storage_root = filesystem(folder.ray_storage)
-    waiting = {p.fold for p in pending}
-
-    def launch(lane: Lane) -> None:
-        trainer = lane_trainer(prepared, lane, folder, dataset_ref, relay, until, shared)
-
-        def fit() -> None:
-            try:
-                ended.put((lane, trainer.fit()))
-            except BaseException as exc:  # noqa: BLE001 - handed to the driver loop
-                ended.put((lane, exc))
-
-        # daemon: Ctrl-C must not wait for trainers that ray.shutdown() is ending
-        threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
-        folds = ", ".join(str(p.fold) for p in lane.plans)
-        board.event(f"ray: launched {lane.name} (folds {folds})")
-
-    def collect(lane: str, k: int, checkpoint: str) -> None:
-        """Copy a finished fold's checkpoint into the run folder; record its result."""
-        if k not in waiting:  # announced again by a worker that restarted
-            return
-        source = f"{storage_root}/{lane}/{checkpoint}/fold{k}"
-        if not exists(storage_fs, source):
-            raise RaycvError(f"fold {k} finished but its checkpoint is missing: {source}")
-        local = filesystem(folder.fold_dir(k))
-        copy_tree(storage_fs, source, *local)
-        waiting.discard(k)
-        if until is not None:
-            board.fold_done(k, f"done up to {until}")
-            return
-        fold_result = FoldResult.from_dict(PhaseStore(folder.fold_dir(k)).load("result"))
-        results[k] = fold_result
-        board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
-        folder.sync()
-        if on_result is not None:
-            on_result(fold_result)
-
-    def absorb() -> None:
-        events, finished = ray.get(relay.drain.remote())
-        for event in events:
-            board.update(*event)
-        for item in finished:
-            collect(*item)
-
-    for lane in lanes:  # one wave: every lane starts now, none waits for another
-        launch(lane)
-    failures: dict[int, BaseException] = {}
-    running = len(lanes)
-    while running:
-        absorb()
-        try:
-            lane, outcome = ended.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        running -= 1
-        absorb()  # the lane announced its last fold before it returned
-        error = outcome if isinstance(outcome, BaseException) else outcome.error
-        for plan in lane.plans:
-            if plan.fold in waiting:
-                failures[plan.fold] = error or RuntimeError(f"{lane.name} ended without it")
-                cause = _worker_cause(failures[plan.fold])
-                board.fold_done(plan.fold, f"FAILED: {type(cause).__name__}: {_first_line(cause)}")
-    ray.kill(relay)
+    try:
+        for lane in plan_lanes(prepared.plans, pending, n_lanes, run_prefix):
+            # one wave: every lane starts now, none waits for another
+            wave.launch(
+                lane, lane_trainer(prepared, lane, folder, dataset_ref, wave.relay, until, shared)
+            )
+        failures = wave.wait()
+    finally:
+        ray.kill(wave.relay)
     if failures:
         k, exc = min(failures.items())
         exc = _worker_cause(exc)
@@ -300,6 +244,88 @@ def run_folds_on_ray(
             f"cause and rerun with --resume (log: {folder.log_path})"
         ) from exc
     return [results[k] for k in sorted(results)]
+
+
+class LaneWave:
+    """The lanes of one run while they train: starts each lane's trainer in a thread,
+    relays the workers' progress to the board, copies each fold the workers announce as
+    finished into the run folder, and records the folds a lane ended without."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        board: ProgressBoard,
+        until: str | None,
+        results: dict[int, FoldResult],
+        waiting: set[int],
+        on_result: Callable[[FoldResult], None] | None,
+    ):
+        self.folder, self.board, self.until = folder, board, until
+        self.results, self.waiting, self.on_result = results, waiting, on_result
+        self.relay = ProgressRelay.remote()
+        self.ended: queue.Queue = queue.Queue()  # (lane, Result or exception) per lane
+        self.running = 0
+        self.storage_fs, self.storage_root = filesystem(folder.ray_storage)
+
+    def launch(self, lane: Lane, trainer: DataParallelTrainer) -> None:
+        def fit() -> None:
+            try:
+                self.ended.put((lane, trainer.fit()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver loop
+                self.ended.put((lane, exc))
+
+        # daemon: Ctrl-C must not wait for trainers that ray.shutdown() is ending
+        threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
+        self.running += 1
+        folds = ", ".join(str(p.fold) for p in lane.plans)
+        self.board.event(f"ray: launched {lane.name} (folds {folds})")
+
+    def wait(self) -> dict[int, BaseException]:
+        """Until every lane has ended; returns {fold: error} for the folds left unfinished."""
+        failures: dict[int, BaseException] = {}
+        while self.running:
+            self.absorb()
+            try:
+                lane, outcome = self.ended.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.running -= 1
+            self.absorb()  # the lane announced its last fold before it returned
+            error = outcome if isinstance(outcome, BaseException) else outcome.error
+            for plan in lane.plans:
+                if plan.fold in self.waiting:
+                    failures[plan.fold] = error or RuntimeError(f"{lane.name} ended without it")
+                    cause = _worker_cause(failures[plan.fold])
+                    self.board.fold_done(
+                        plan.fold, f"FAILED: {type(cause).__name__}: {_first_line(cause)}"
+                    )
+        return failures
+
+    def absorb(self) -> None:
+        events, finished = ray.get(self.relay.drain.remote())
+        for event in events:
+            self.board.update(*event)
+        for item in finished:
+            self.collect(*item)
+
+    def collect(self, lane: str, k: int, checkpoint: str) -> None:
+        """Copy a finished fold's checkpoint into the run folder; record its result."""
+        if k not in self.waiting:  # announced again by a worker that restarted
+            return
+        source = f"{self.storage_root}/{lane}/{checkpoint}/fold{k}"
+        if not exists(self.storage_fs, source):
+            raise RaycvError(f"fold {k} finished but its checkpoint is missing: {source}")
+        copy_tree(self.storage_fs, source, *filesystem(self.folder.fold_dir(k)))
+        self.waiting.discard(k)
+        if self.until is not None:
+            self.board.fold_done(k, f"done up to {self.until}")
+            return
+        fold_result = FoldResult.from_dict(PhaseStore(self.folder.fold_dir(k)).load("result"))
+        self.results[k] = fold_result
+        self.board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
+        self.folder.sync()
+        if self.on_result is not None:
+            self.on_result(fold_result)
 
 
 def _worker_cause(exc: BaseException) -> BaseException:
