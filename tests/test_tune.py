@@ -67,6 +67,7 @@ def test_nested_estimate_takes_each_folds_own_best_trial():
 def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_path):
     config, out, printed = tiny_search
     assert "nested estimate" in printed and "optimistic" in printed
+    assert "Configuration for experiment" not in printed  # Tune's banner, not raycv's
 
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 3 and (trials["status"] == "complete").all()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -387,6 +388,11 @@ def tune_experiment(
     folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
     cache = Path(config.tune.cache_dir or folder.path.resolve().parent / ".raycv-cache")
     board = ProgressBoard(len(prepared.plans), folder.log_path)
+    if not verbose:
+        # Tune's console reporter prints an experiment banner and a TensorBoard hint into
+        # Ray's temp folder even at verbose=0; its legacy reporter stays silent there.
+        # raycv prints a line per trial result itself (TrialProgress).
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started_here = start_ray(address, verbose)
     try:
         # every node must see the trials' folders and the shared phase cache
