@@ -12,6 +12,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -91,6 +92,48 @@ def _kappa(config, y, probs) -> float:
     return kappa(y, probs.argmax(1), len(config.classes), config.metrics.kappa_weights)
 
 
+@dataclass
+class FoldContext:
+    """What every phase of one fold reads: its data, split, settings and where it saves."""
+
+    dataset: Dataset
+    split: FoldSplit
+    config: Config
+    device: torch.device
+    monitor: str  # early stopping's score: val_kappa, or val_loss if kappa is undefined
+    inputs: FoldInputs
+    store: PhaseStore | None
+    progress: Progress | None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.config.classes)
+
+    def seed(self, phase: str, salt: str = "") -> int:
+        return phase_seed(self.config.cv.seed, self.split.fold, phase, salt)
+
+    def report(self, branch: str):
+        """Progress rows of one branch's training epochs (None: nobody listens)."""
+        if self.progress is None:
+            return None
+        k = self.split.fold
+        return lambda phase, epoch, row: self.progress(k, phase, epoch, {"branch": branch, **row})
+
+    def predict(self, model, part: Split) -> np.ndarray:
+        return predict(model, part, self.config.image.batch_size, self.config.resources.bf16)
+
+    def cached(self, phase: str, compute: Callable[[], dict]) -> dict:
+        """The phase's saved state if the store has it (a rerun), else compute and save it."""
+        state = self.store.load(phase) if self.store is not None else None
+        if state is None:
+            state = compute()
+            if self.store is not None:
+                self.store.save(phase, state)
+        elif self.progress:
+            self.progress(self.split.fold, phase, -1, {"note": "restored from checkpoint"})
+        return state
+
+
 def run_fold(
     dataset: Dataset,
     split: FoldSplit,
@@ -111,169 +154,76 @@ def run_fold(
         return FoldResult.from_dict(done)
     started = time.time()
     device = torch.device(device)
-    k, seed, n_classes = split.fold, config.cv.seed, len(config.classes)
-    monitor = _monitor(config, dataset, split)
-    inputs = FoldInputs(dataset, config.modalities, device)
-    y_val = dataset.y[split.inner_val]
-    report = (lambda phase, epoch, row: progress(k, phase, epoch, row)) if progress else None
-
-    def pred(model, part: Split) -> np.ndarray:
-        return predict(model, part, config.image.batch_size, config.resources.bf16)
-
-    history: list[dict] = []
+    ctx = FoldContext(
+        dataset,
+        split,
+        config,
+        device,
+        _monitor(config, dataset, split),
+        FoldInputs(dataset, config.modalities, device),
+        store,
+        progress,
+    )
     test_probs: dict[str, np.ndarray] = {}
     val_probs: dict[str, np.ndarray] = {}
 
-    def cached(phase: str, compute: Callable[[], dict]) -> dict:
-        state = store.load(phase) if store is not None else None
-        if state is None:
-            state = compute()
-            if store is not None:
-                store.save(phase, state)
-        elif progress:
-            progress(k, phase, -1, {"note": "restored from checkpoint"})
-        return state
-
     # -- metadata branch: out-of-fold probabilities for training rows (CONTRACTS 4.3) --------
     if "metadata" in config.modalities:
-
-        def fit_forest():
-            if progress:
-                progress(k, "forest", 0, {"note": "fitting"})
-            oof, test, _ = forest_probabilities(
-                dataset.features,
-                dataset.y,
-                dataset.patient_id,
-                split.train,
-                split.test,
-                n_classes,
-                config.metadata,
-                phase_seed(seed, k, "forest"),
-                n_jobs=max(1, torch.get_num_threads()),
-            )
-            return {"oof": oof, "test": test}
-
-        forest = cached("forest", fit_forest)
-        inputs.meta_probs = np.full((len(dataset), n_classes), np.nan)
-        inputs.meta_probs[split.train] = forest["oof"]
-        inputs.meta_probs[split.test] = forest["test"]
+        forest = ctx.cached("forest", lambda: fit_forest(ctx))
+        ctx.inputs.meta_probs = np.full((len(dataset), ctx.n_classes), np.nan)
+        ctx.inputs.meta_probs[split.train] = forest["oof"]
+        ctx.inputs.meta_probs[split.test] = forest["test"]
         test_probs["metadata"] = forest["test"]
-        val_probs["metadata"] = inputs.meta_probs[split.inner_val]
+        val_probs["metadata"] = ctx.inputs.meta_probs[split.inner_val]
     if until == "forest":
         return None
 
-    fit, val, test = (inputs.split(i) for i in (split.inner_train, split.inner_val, split.test))
+    fit, val, test = (ctx.inputs.split(i) for i in (split.inner_train, split.inner_val, split.test))
 
     # -- image branches: pretraining on the maps alone --------------------------------------
     branches: dict[str, ImageBranch] = {}
+    history: list[dict] = []
     for m in config.image_modalities:
-
-        def pretrain(m=m):
-            torch.manual_seed(phase_seed(seed, k, "pretrain", m))  # initial weights
-            branch = ImageBranch(config.image.channels, n_classes, config.image.dropout)
-            pixels = dataset.images[m][split.inner_train]
-            branch.set_normalisation(pixels.mean(), pixels.std())
-            model = SingleBranch(branch, m).to(device)
-            aug = config.image.augment
-            settings = phase_settings(
-                config,
-                "pretrain",
-                phase_seed(seed, k, "pretrain", m),
-                monitor,
-                class_weight=(
-                    balanced_class_weight(dataset.y[split.inner_train], n_classes).to(device)
-                    if config.pretrain.class_weight == "balanced"
-                    else None
-                ),
-                augment=lambda batch, gen: {
-                    key: augment(v, aug.flip, aug.rotate_degrees, gen) if key == m else v
-                    for key, v in batch.items()
-                },
-            )
-            outcome = train_phase(model, fit, val, settings, _tagged(report, m))
-            return {
-                "state": {n: t.cpu() for n, t in branch.state_dict().items()},
-                "history": [{"branch": m, **row} for row in outcome.history],
-                "best_score": outcome.best_score,
-                "val_probs": pred(model, val),
-                "test_probs": pred(model, test),
-            }
-
-        state = cached(f"pretrain_{m}", pretrain)
-        branch = ImageBranch(config.image.channels, n_classes, config.image.dropout)
+        state = ctx.cached(f"pretrain_{m}", lambda m=m: pretrain_branch(ctx, m, fit, val, test))
+        branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
         branch.load_state_dict(state["state"])
         branches[m] = branch.to(device)
-        log.debug("fold %d: loaded pretrained %s layers %s", k, m, list(state["state"]))
+        log.debug("fold %d: loaded pretrained %s layers %s", split.fold, m, list(state["state"]))
         history += state["history"]
         test_probs[m], val_probs[m] = state["test_probs"], state["val_probs"]
-
     if until == "pretrain":
         return None
-    result = FoldResult(
-        fold=k,
-        test_index=split.test,
-        probs=test_probs,
-        val_kappa={},
-        history=history,
-    )
 
+    result = FoldResult(
+        fold=split.fold, test_index=split.test, probs=test_probs, val_kappa={}, history=history
+    )
     # -- late fusion in two stages ----------------------------------------------------------
     if len(config.modalities) >= 2:
         if config.fusion.mode == "learned":
-            weights = fit_fusion_weights(val_probs, y_val)
+            weights = fit_fusion_weights(val_probs, dataset.y[split.inner_val])
         else:
             weights = config.fusion_weights()
         fusion = LateFusion(copy.deepcopy(branches), weights).to(device)
-
-        def stage1():
-            s1 = run_stage1(
-                fusion,
-                fit,
-                val,
-                phase_settings(config, "stage1", phase_seed(seed, k, "stage1"), monitor),
-                _tagged(report, "fusion"),
-            )
-            return {"state": s1.state, "score": s1.score, "history": s1.history}
-
-        s1 = cached("stage1", stage1)
+        s1 = ctx.cached("stage1", lambda: fusion_stage1(ctx, fusion, fit, val))
         if until == "stage1":
             return None
         fusion.load_state_dict(s1["state"])
-        test_probs["fusion_stage1"], val_probs["fusion_stage1"] = (
-            pred(fusion, test),
-            pred(fusion, val),
-        )
-
-        def stage2():
-            settings = phase_settings(
-                config,
-                "stage2",
-                phase_seed(seed, k, "stage2"),
-                monitor,
-                baseline=s1["score"],
-                batchnorm_frozen=config.stage2.batchnorm == "frozen",
-            )
-            s2 = run_stage2(
-                fusion, fit, val, settings, config.stage2.unfreeze_depth, _tagged(report, "fusion")
-            )
-            kept = stage2_beats_stage1(s2)
-            return {
-                "state": s2.state if kept else s1["state"],
-                "score": s2.top_score,
-                "kept": kept,
-                "history": s2.history,
-            }
-
-        s2 = cached("stage2", stage2)
+        test_probs["fusion_stage1"] = ctx.predict(fusion, test)
+        val_probs["fusion_stage1"] = ctx.predict(fusion, val)
+        s2 = ctx.cached("stage2", lambda: fusion_stage2(ctx, fusion, fit, val, s1))
         fusion.load_state_dict(s2["state"])
-        test_probs["fusion"], val_probs["fusion"] = pred(fusion, test), pred(fusion, val)
+        test_probs["fusion"], val_probs["fusion"] = (
+            ctx.predict(fusion, test),
+            ctx.predict(fusion, val),
+        )
         result.history += [{"branch": "fusion", **row} for row in s1["history"] + s2["history"]]
         result.stage1_val_score, result.stage2_val_score = s1["score"], s2["score"]
         result.stage2_kept, result.fusion_weights = bool(s2["kept"]), weights
         if progress:
             verdict = "kept" if s2["kept"] else "not better: fell back to stage 1"
-            progress(k, "stage2", -1, {"note": f"stage 2 {verdict}"})
+            progress(split.fold, "stage2", -1, {"note": f"stage 2 {verdict}"})
 
+    y_val = dataset.y[split.inner_val]
     result.val_kappa = {m: _kappa(config, y_val, p) for m, p in val_probs.items()}
     result.seconds = time.time() - started
     if store is not None:
@@ -281,8 +231,81 @@ def run_fold(
     return result
 
 
-def _tagged(report, branch: str):
-    """Report rows with the branch they belong to (pretraining can have several)."""
-    if report is None:
-        return None
-    return lambda phase, epoch, row: report(phase, epoch, {"branch": branch, **row})
+def fit_forest(ctx: FoldContext) -> dict:
+    """The forest's out-of-fold probabilities of the training rows and its test ones."""
+    if ctx.progress:
+        ctx.progress(ctx.split.fold, "forest", 0, {"note": "fitting"})
+    oof, test, _ = forest_probabilities(
+        ctx.dataset.features,
+        ctx.dataset.y,
+        ctx.dataset.patient_id,
+        ctx.split.train,
+        ctx.split.test,
+        ctx.n_classes,
+        ctx.config.metadata,
+        ctx.seed("forest"),
+        n_jobs=max(1, torch.get_num_threads()),
+    )
+    return {"oof": oof, "test": test}
+
+
+def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Split) -> dict:
+    """Train modality m's image branch alone on the inner-training maps."""
+    config, split, device = ctx.config, ctx.split, ctx.device
+    torch.manual_seed(ctx.seed("pretrain", m))  # initial weights
+    branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
+    pixels = ctx.dataset.images[m][split.inner_train]
+    branch.set_normalisation(pixels.mean(), pixels.std())
+    model = SingleBranch(branch, m).to(device)
+    aug = config.image.augment
+    settings = phase_settings(
+        config,
+        "pretrain",
+        ctx.seed("pretrain", m),
+        ctx.monitor,
+        class_weight=(
+            balanced_class_weight(ctx.dataset.y[split.inner_train], ctx.n_classes).to(device)
+            if config.pretrain.class_weight == "balanced"
+            else None
+        ),
+        augment=lambda batch, gen: {
+            key: augment(v, aug.flip, aug.rotate_degrees, gen) if key == m else v
+            for key, v in batch.items()
+        },
+    )
+    outcome = train_phase(model, fit, val, settings, ctx.report(m))
+    return {
+        "state": {n: t.cpu() for n, t in branch.state_dict().items()},
+        "history": [{"branch": m, **row} for row in outcome.history],
+        "best_score": outcome.best_score,
+        "val_probs": ctx.predict(model, val),
+        "test_probs": ctx.predict(model, test),
+    }
+
+
+def fusion_stage1(ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split) -> dict:
+    """Stage 1: the fusion with every image branch frozen."""
+    settings = phase_settings(ctx.config, "stage1", ctx.seed("stage1"), ctx.monitor)
+    s1 = run_stage1(fusion, fit, val, settings, ctx.report("fusion"))
+    return {"state": s1.state, "score": s1.score, "history": s1.history}
+
+
+def fusion_stage2(ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split, s1: dict) -> dict:
+    """Stage 2: the last blocks unfrozen, stage 1's score to beat; kept only if it does."""
+    config = ctx.config
+    settings = phase_settings(
+        config,
+        "stage2",
+        ctx.seed("stage2"),
+        ctx.monitor,
+        baseline=s1["score"],
+        batchnorm_frozen=config.stage2.batchnorm == "frozen",
+    )
+    s2 = run_stage2(fusion, fit, val, settings, config.stage2.unfreeze_depth, ctx.report("fusion"))
+    kept = stage2_beats_stage1(s2)
+    return {
+        "state": s2.state if kept else s1["state"],
+        "score": s2.top_score,
+        "kept": kept,
+        "history": s2.history,
+    }
