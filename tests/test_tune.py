@@ -166,6 +166,41 @@ def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(tmp_path):
 
 
 @pytest.mark.slow
+def test_asha_stops_weak_trials_after_a_fold_and_the_best_finished_every_fold(tmp_path):
+    # the fusion weight moves the fold-0 kappa a lot, so ASHA (rung at 1 fold) has weak
+    # trials to stop; two one-lane trials at a time, whose processes Tune reuses
+    raw = {
+        **SEARCH,
+        "cv": {"folds": 3, "seed": 0},
+        "tune": {
+            "space": {"fusion.weights.metadata": {"uniform": [0.05, 0.95]}},
+            "num_samples": 6,
+            "max_concurrent_trials": 2,
+            "scheduler": "asha",
+        },
+    }
+    out = tmp_path / "tune"
+    assert main(["tune", str(write_config(tmp_path, raw)), "--output", str(out)]) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    stopped, complete = (
+        trials[trials["status"] == "stopped"],
+        trials[trials["status"] == "complete"],
+    )
+    assert len(stopped) >= 1 and len(complete) >= 1 and len(stopped) + len(complete) == 6
+    # a stopped trial reported its folds in fold order and stopped at a rung
+    assert (stopped["folds_done"] < 3).all() and stopped["val_kappa_fold0"].notna().all()
+    assert stopped["val_kappa_fold2"].isna().all()
+    # a complete trial's folder is a whole run folder, even though ASHA ends every trial
+    # at max_t inside its last report
+    for trial_id in complete["trial_id"]:
+        check_run_folder(out / "trials" / trial_id)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"]["trial_id"] in set(complete["trial_id"])
+    check_run_folder(out / "best")
+    assert (out / "report.html").exists()
+
+
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_path):
     # two trials at a time on 2 CPUs: each trial's one lane runs in the trial's process
     raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 3, "max_concurrent_trials": 2}}

@@ -71,6 +71,7 @@ def _trial(
         folder.write_text("config.yaml", config_mod.dump(config))
         folder.write_csv("folds.csv", folds_table(dataset, prepared.fold_of))
     board = ProgressBoard(len(prepared.plans), folder.log_path, quiet=True)
+    n_folds = len(prepared.plans)
     done: dict[int, FoldResult] = {}
     reported = [0]
 
@@ -79,16 +80,28 @@ def _trial(
         # report folds in fold order, so ASHA's rungs compare the same folds across trials
         while reported[0] in done:
             reported[0] += 1
+            if reported[0] == n_folds:
+                # the last report can be the trial's end: a scheduler may stop it there
+                # (ASHA at max_t), and Tune ends a stopped trial inside tune.report
+                finish_folder([done[k] for k in range(n_folds)])
             tune.report(_metrics(done, reported[0], dataset, config.metrics.kappa_weights))
+
+    def finish_folder(results: list[FoldResult]) -> None:
+        for k, files in shared.items():  # each trial's folder stands alone (CONTRACTS 3)
+            for stem, path in files.items():
+                if not folder.fold_dir(k).joinpath(f"{stem}.pt").exists():
+                    shutil.copy2(path, folder.fold_dir(k) / f"{stem}.pt")
+        write_results(prepared, folder, results, wall=sum(r.seconds for r in results))
+        folder.write_json("provenance.json", provenance(refs["fingerprint"], started, "ray-tune"))
 
     try:
         if n_lanes == 1:
             # the trial's one lane runs here, in the process Tune started (and reuses) for
             # it: no trainer and worker processes to start per trial (see run_tune)
             board.event("tune: the trial runs its folds in its own process (one lane)")
-            results = run_sequential(prepared, folder, board, shared=shared, on_result=on_result)
+            run_sequential(prepared, folder, board, shared=shared, on_result=on_result)
         else:
-            results = run_folds_on_ray(
+            run_folds_on_ray(
                 prepared,
                 folder,
                 board,
@@ -100,12 +113,6 @@ def _trial(
             )
     finally:
         board.close()
-    for k, files in shared.items():  # each trial's folder stands alone (CONTRACTS 3)
-        for stem, path in files.items():
-            if not folder.fold_dir(k).joinpath(f"{stem}.pt").exists():
-                shutil.copy2(path, folder.fold_dir(k) / f"{stem}.pt")
-    write_results(prepared, folder, results, wall=sum(r.seconds for r in results))
-    folder.write_json("provenance.json", provenance(refs["fingerprint"], started, "ray-tune"))
 
 
 def _metrics(done: dict[int, FoldResult], n_done: int, dataset, kappa_weights: str) -> dict:
@@ -272,9 +279,11 @@ def run_tune(
                 ),
                 search_alg=_search_alg(config),
                 scheduler=_scheduler(config, n_folds),
-                # a finished trial's process (torch and the data loaded) serves the next
-                # trial: every trial asks for the same resources, and run_fold seeds itself
-                reuse_actors=True,
+                # a finished one-lane trial's process (torch and the data loaded) serves
+                # the next trial: every trial asks for the same resources, and run_fold
+                # seeds itself. Not with lanes: a trial stopped early (ASHA) ends in its
+                # thread, and only the end of its process also ends the lanes it started
+                reuse_actors=n_lanes == 1,
             ),
             run_config=tune.RunConfig(
                 storage_path=storage,
