@@ -3,6 +3,7 @@ the best config, and resume."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -46,6 +47,17 @@ def test_a_one_lane_trial_reserves_its_folds_resources_and_a_multi_lane_one_does
     assert trial_resources(tiny_config(), n_lanes=1) == {"CPU": 1}
     # its lanes hold the CPUs and GPUs; a trial holding any would starve them
     assert trial_resources(gpu, n_lanes=2) == {"memory": TRIAL_MEMORY}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optuna") is not None, reason="optuna installed")
+def test_optuna_without_optuna_is_refused_before_anything_starts(tmp_path, capsys):
+    out = tmp_path / "never"
+    config = write_config(tmp_path, SEARCH)
+    args = ["tune", str(config), "--output", str(out), "--set", "tune.search_alg=optuna"]
+    assert main(args) == 2
+    errors = [e for e in capsys.readouterr().err.splitlines() if e.startswith("raycv: error:")]
+    assert len(errors) == 1 and "pip install 'raycv[optuna]'" in errors[0]
+    assert not out.exists()
 
 
 def test_nested_estimate_takes_each_folds_own_best_trial():

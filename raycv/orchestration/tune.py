@@ -13,6 +13,7 @@ and every trial loads them.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import os
 import shutil
@@ -195,14 +196,18 @@ def _scheduler(config: Config, n_folds: int):
     return None
 
 
+def check_search_alg(config: Config) -> None:
+    """Refuse a search algorithm whose library is missing, before any work starts.
+    (Ray's optuna module imports without optuna and only fails, with an assert, when
+    the searcher is built: after the shared phases were computed.)"""
+    if config.tune.search_alg == "optuna" and importlib.util.find_spec("optuna") is None:
+        raise RaycvError("tune.search_alg=optuna needs optuna: pip install 'raycv[optuna]'")
+
+
 def _search_alg(config: Config):
     if config.tune.search_alg == "optuna":
-        try:
-            from ray.tune.search.optuna import OptunaSearch
-        except ImportError:
-            raise RaycvError(
-                "tune.search_alg=optuna needs optuna: pip install 'raycv[optuna]'"
-            ) from None
+        from ray.tune.search.optuna import OptunaSearch
+
         return OptunaSearch(seed=config.cv.seed)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -389,6 +394,7 @@ def tune_experiment(
     if len(config.modalities) < 2:
         raise ConfigError(f"raycv tune searches the fusion; data.modalities={config.modalities}")
     search_space(config)  # refuse a bad space before anything is written or started
+    check_search_alg(config)
     folder = RunFolder(output or Path("runs") / f"{config.name}-tune")
     if folder.uri:
         raise RunFolderError("raycv tune writes to a local or shared path, not a URI (yet)")
