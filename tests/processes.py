@@ -71,3 +71,20 @@ def kill_all(tag: str, proc: subprocess.Popen) -> None:
 def log_text(out: Path) -> str:
     path = out / "run.log"
     return path.read_text() if path.exists() else ""
+
+
+def kill_mid_run(
+    command: str, config: Path, out: Path, tag: str, ready, title: str, what: str
+) -> tuple[int, str]:
+    """Run `raycv <command>`, wait until ready() is true, SIGKILL the first of its Ray's
+    processes whose command line holds `title` (as the OOM killer would), then let raycv
+    finish; returns its exit code and output."""
+    proc = start_cli(command, config, out, tag)
+    try:
+        wait_for(ready, 300, what, proc)
+        victims = wait_for(lambda: tagged_processes(tag, title), 30, title)
+        os.kill(victims[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        kill_all(tag, proc)
+    return proc.returncode, output

@@ -14,7 +14,7 @@ import pytest
 from raycv.cli import main
 from tests.conftest import FAULT, TINY, write_config
 from tests.contract import check_run_folder
-from tests.processes import kill_all, log_text, start_cli, tagged_processes, wait_for
+from tests.processes import kill_all, kill_mid_run, log_text, start_cli, tagged_processes, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,16 +78,16 @@ def test_a_killed_fold_worker_is_retried_and_the_run_agrees(tmp_path):
     config = write_config(tmp_path, raw)
     reference, out = tmp_path / "reference", tmp_path / "faulty"
     assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
-    tag = f"worker-kill-{os.getpid()}"
-    proc = start_cli("run", config, out, tag)
-    try:
-        wait_for(lambda: "fold 1 pretrain(thermal_map) ep 3" in log_text(out), 240, "fold 1", proc)
-        workers = wait_for(lambda: tagged_processes(tag, "RayTrainWorker"), 30, "a worker")
-        os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
-        output, _ = proc.communicate(timeout=400)
-    finally:
-        kill_all(tag, proc)
-    assert proc.returncode == 0, output
+    returncode, output = kill_mid_run(
+        "run",
+        config,
+        out,
+        f"worker-kill-{os.getpid()}",
+        lambda: "fold 1 pretrain(thermal_map) ep 3" in log_text(out),
+        "RayTrainWorker",
+        "fold 1",
+    )
+    assert returncode == 0, output
     log = log_text(out)
     assert "launched lane0of1 (folds 0, 1)" in log
     assert "fold 1 restart" in log and "resumed with phases ['forest']" in log

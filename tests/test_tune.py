@@ -19,7 +19,7 @@ from raycv.orchestration.tune import TRIAL_MEMORY, trial_resources
 from raycv.orchestration.tune_results import nested_estimate
 from tests.conftest import FAULT, SEARCH, tiny_config, write_config
 from tests.contract import check_run_folder
-from tests.processes import kill_all, log_text, start_cli, tagged_processes, wait_for
+from tests.processes import kill_all, kill_mid_run, log_text, start_cli, wait_for
 
 
 def pretrain_starts(tune_dir: Path) -> int:
@@ -259,18 +259,14 @@ def test_a_killed_trial_process_is_restarted_and_keeps_its_finished_folds(tmp_pa
         },
     }
     config, out = write_config(tmp_path, raw), tmp_path / "tune"
+
+    def in_fold_1() -> bool:
+        return any("fold 1 stage2 ep 3 " in p.read_text() for p in out.glob("trials/*/run.log"))
+
     tag = f"trial-kill-{os.getpid()}"
-    proc = start_cli("tune", config, out, tag)
-    try:
-        trial_log = wait_for(lambda: list(out.glob("trials/*/run.log")), 300, "a trial", proc)[0]
-        wait_for(lambda: "fold 1 stage2 ep 3 " in trial_log.read_text(), 300, "fold 1", proc)
-        trials = wait_for(lambda: tagged_processes(tag, "ImplicitFunc"), 30, "the trial")
-        os.kill(trials[0], signal.SIGKILL)  # as the OOM killer would
-        output, _ = proc.communicate(timeout=400)
-    finally:
-        kill_all(tag, proc)
-    assert proc.returncode == 0, output
-    text = trial_log.read_text()
+    returncode, output = kill_mid_run("tune", config, out, tag, in_fold_1, "ImplicitFunc", "fold 1")
+    assert returncode == 0, output
+    text = next(out.glob("trials/*/run.log")).read_text()
     assert text.count("fold 0 done in") == 1  # trained once, before the kill
     assert "fold 0 done earlier (reused)" in text  # ... and reused by the restarted trial
     assert text.count("fold 1 done in") == 1
