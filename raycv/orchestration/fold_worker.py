@@ -91,8 +91,9 @@ def train_lane(cfg: dict) -> None:
             if phases:
                 note += f"; resumed with phases {phases}"
             relay.push.remote((k, "restart" if phases else "start", -1, {"note": note}))
-            shared = {p: Path(f) for p, f in cfg["shared"][k].items()}
-            store = PhaseStore(fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=shared)
+            store = PhaseStore(
+                fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=cfg["shared"][k]
+            )
             result = run_fold(
                 dataset, plan, config, store=store, progress=progress, device=device, until=until
             )

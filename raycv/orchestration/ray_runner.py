@@ -25,6 +25,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import ray
 from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -156,7 +157,7 @@ def lane_trainer(
     dataset_ref,
     relay,
     until: str | None = None,
-    shared: dict[int, dict[str, str]] | None = None,
+    shared: dict[int, dict[str, Path]] | None = None,
 ) -> DataParallelTrainer:
     """A one-worker Ray Train trainer that runs one lane's folds.
 
@@ -202,7 +203,7 @@ def run_folds_on_ray(
     run_prefix: str = "",
     dataset_ref=None,
     until: str | None = None,
-    shared: dict[int, dict[str, str]] | None = None,
+    shared: dict[int, dict[str, Path]] | None = None,
     on_result: Callable[[FoldResult], None] | None = None,
     *,
     n_lanes: int,

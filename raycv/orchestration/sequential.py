@@ -41,11 +41,10 @@ def run_sequential(
     torch.set_num_threads(fold_threads(config))
     device = "cuda" if config.resources.per_fold.gpu > 0 and torch.cuda.is_available() else "cpu"
     try:
-        done, pending = reuse_finished_folds(prepared, folder, board)
-        todo = {plan.fold: plan for plan in pending}
+        done, _ = reuse_finished_folds(prepared, folder, board)
         results = []
         for plan in prepared.plans:
-            if plan.fold in todo:
+            if plan.fold not in done:
                 store = PhaseStore(folder.fold_dir(plan.fold), shared=(shared or {}).get(plan.fold))
                 result = run_fold(
                     prepared.dataset,

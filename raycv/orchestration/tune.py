@@ -108,7 +108,7 @@ def _trial(
                 board,
                 run_prefix=f"{trial_id}-",
                 dataset_ref=refs["dataset"],
-                shared={k: {s: str(p) for s, p in v.items()} for k, v in shared.items()},
+                shared=shared,
                 on_result=on_result,
                 n_lanes=n_lanes,
             )
@@ -177,7 +177,7 @@ def precompute_shared(
         dataset_ref=dataset_ref,
         until=phases[-1],  # reuse.PHASE_DEPENDS lists phases in the order they run
         n_lanes=n_lanes,
-        shared={k: {s: str(p) for s, p in files[k].items() if p.exists()} for k in missing},
+        shared={k: {s: p for s, p in files[k].items() if p.exists()} for k in missing},
     )
     for k in missing:
         for stem, target in files[k].items():
