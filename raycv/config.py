@@ -37,10 +37,26 @@ class SyntheticConfig:
     patients: int = 268  # size of the built-in cohort (~3.3 visits per patient)
     seed: int = 0  # the cohort is a pure function of (patients, seed, image_size)
     image_size: int = 64  # side of the generated maps, before data.image_size resizing
+    # images per visit and modality: 1 = exactly one; k > 1 = 1 + Poisson(k - 1), k on average
+    images_per_visit: int = 1
+    # share of (visit, image modality) pairs without any image, drawn independently
+    missing_images: float = 0.0
 
     def __post_init__(self):
         _require(self.patients >= 2, "data.synthetic.patients", self.patients, "an int >= 2")
         _require(self.image_size >= 8, "data.synthetic.image_size", self.image_size, "an int >= 8")
+        _require(
+            self.images_per_visit >= 1,
+            "data.synthetic.images_per_visit",
+            self.images_per_visit,
+            "an int >= 1",
+        )
+        _require(
+            0.0 <= self.missing_images < 1.0,
+            "data.synthetic.missing_images",
+            self.missing_images,
+            "a share in [0, 1)",
+        )
 
 
 @dataclass
@@ -55,9 +71,26 @@ class DataConfig:
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     # feature columns of metadata.csv; None = every column that is not an id or the label
     features: list[str] | None = None
+    # image modality -> the matplotlib colormap its RGB/RGBA PNGs were exported with
+    colormaps: dict[str, str] = field(default_factory=dict)
+    # share of a colour-mapped PNG's pixels allowed far from every colormap colour
+    # (annotations, background); a file with more is refused
+    max_off_colormap: float = 0.05
+    # a visit without an image of a selected modality: refuse | drop the visit | mask it
+    missing_images: Literal["refuse", "drop", "mask"] = "refuse"
+    # metadata.csv cells read as missing; words like "None" are categories, not gaps
+    na_values: list[str] = field(default_factory=lambda: list(DEFAULT_NA_VALUES))
+    encoding: str = "utf-8"  # metadata.csv text encoding (a UTF-8 BOM is accepted)
 
     def __post_init__(self):
         _require(self.image_size >= 8, "data.image_size", self.image_size, "an int >= 8")
+        _require(
+            0.0 <= self.max_off_colormap < 1.0,
+            "data.max_off_colormap",
+            self.max_off_colormap,
+            "a share in [0, 1)",
+        )
+        _require(bool(self.encoding.strip()), "data.encoding", self.encoding, "an encoding name")
         if self.classes is not None:
             _require(len(self.classes) >= 2, "data.classes", self.classes, "two or more labels")
             _require(
@@ -295,6 +328,7 @@ def default_fusion_weights(modalities: list[str]) -> dict[str, float]:
 
 
 DEFAULT_CLASSES = ("I", "P", "R")
+DEFAULT_NA_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "#N/A", "<NA>")
 DEFAULT_MODALITIES = ("metadata", "thermal_map")
 
 

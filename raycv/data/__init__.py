@@ -62,7 +62,7 @@ def summarize(dataset: Dataset, where: str) -> str:
         mine = labels == name
         patients = len(set(dataset.patient_id[mine]))
         lines.append(f"  {name}: {int(mine.sum())} / {patients}")
-    maps = ", ".join(f"{m} {a.shape[1]}x{a.shape[2]}" for m, a in dataset.images.items())
+    maps = ", ".join(f"{m} {len(a)} x {a.size}x{a.size}" for m, a in dataset.images.items())
     lines.append(f"image modalities: {maps or 'none'}")
     lines.append(f"features ({dataset.features.shape[1]}), missing fraction:")
     for name in dataset.features.columns:

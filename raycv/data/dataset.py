@@ -3,19 +3,85 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A validated cohort. Row i of every field is the same sample (wound visit).
+class ImageSet:
+    """Every image of one modality, for every visit, as one contiguous array.
 
-    Images are already resized to `data.image_size`, so each modality is one
-    contiguous float32 array: cheap to put in Ray's object store once and read
-    zero-copy from every fold.
+    A visit may have any number of images (angles, before/after debridement), or none
+    (`data.missing_images: mask`). Images are stored visit by visit, in the visit order
+    of the Dataset: visit i's images are `pixels[offsets[i]:offsets[i + 1]]`. One
+    array per modality is what makes the record cheap to put in Ray's object store once
+    and read zero-copy from every fold.
+    """
+
+    pixels: np.ndarray  # (M, S, S) float32, finite, already resized to data.image_size
+    visit: np.ndarray  # (M,) int64: the Dataset row each image belongs to, non-decreasing
+
+    def __post_init__(self):
+        assert self.pixels.ndim == 3 and len(self.visit) == len(self.pixels)
+        assert np.all(np.diff(self.visit) >= 0), "images must be stored visit by visit"
+
+    @classmethod
+    def of(cls, per_visit: list[np.ndarray], size: int) -> ImageSet:
+        """(k_i, S, S) arrays, one per visit in row order (k_i may be 0) -> ImageSet."""
+        counts = np.array([len(a) for a in per_visit], dtype=np.int64)
+        pixels = np.empty((int(counts.sum()), size, size), dtype=np.float32)
+        start = 0
+        for a in per_visit:
+            pixels[start : start + len(a)] = a
+            start += len(a)
+        return cls(pixels, np.repeat(np.arange(len(per_visit), dtype=np.int64), counts))
+
+    @classmethod
+    def single(cls, pixels: np.ndarray) -> ImageSet:
+        """(N, S, S): exactly one image per visit."""
+        return cls(np.asarray(pixels, dtype=np.float32), np.arange(len(pixels), dtype=np.int64))
+
+    def __len__(self) -> int:
+        """The number of images (not visits)."""
+        return len(self.pixels)
+
+    @property
+    def size(self) -> int:
+        return int(self.pixels.shape[-1])
+
+    def counts(self, n_visits: int) -> np.ndarray:
+        """(N,) images per visit."""
+        return np.bincount(self.visit, minlength=n_visits)
+
+    def offsets(self, n_visits: int) -> np.ndarray:
+        """(N + 1,) where each visit's images start; visit i's end at offsets[i + 1]."""
+        return np.concatenate([[0], np.cumsum(self.counts(n_visits))]).astype(np.int64)
+
+    def rows_of(self, visits: np.ndarray, n_visits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image rows of `visits` (in that order, each visit's images together) and how
+        many images each of them has: (rows (K,), counts (len(visits),))."""
+        offsets = self.offsets(n_visits)
+        visits = np.asarray(visits, dtype=np.int64)
+        counts = offsets[visits + 1] - offsets[visits]
+        starts = np.repeat(offsets[visits], counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return starts + within, counts
+
+    def select(self, visits: np.ndarray, n_visits: int) -> ImageSet:
+        """The images of `visits`, renumbered 0..len(visits)-1 in that order."""
+        rows, counts = self.rows_of(visits, n_visits)
+        owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        return ImageSet(self.pixels[rows], owner)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated cohort. Row i of every per-visit field is the same sample (wound visit).
+
+    `images[m]` holds modality m's images of every visit (ImageSet): one or several per
+    visit, or none where `data.missing_images: mask` kept a visit without them.
     """
 
     sample_id: np.ndarray  # (N,) str, unique
@@ -23,13 +89,18 @@ class Dataset:
     y: np.ndarray  # (N,) int64: index into `classes`
     classes: tuple[str, ...]  # ordinal class labels, in order
     features: pd.DataFrame  # (N, F) raw metadata features: numeric or str, NaN allowed
-    images: dict[str, np.ndarray]  # modality -> (N, S, S) float32, finite
+    images: dict[str, ImageSet]  # modality -> every image of the modality
+    # what loading found, for `data check`, the run log and provenance.json (dropped
+    # visits, columns read as numbers despite a few text cells, per-modality file
+    # kinds and sizes); not part of the fingerprint
+    notes: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         n = len(self.sample_id)
         assert len(self.patient_id) == n and len(self.y) == n and len(self.features) == n
-        for name, arr in self.images.items():
-            assert arr.shape[0] == n and arr.ndim == 3, (name, arr.shape)
+        for name, images in self.images.items():
+            assert isinstance(images, ImageSet), name
+            assert len(images) == 0 or images.visit[-1] < n, name
 
     def __len__(self) -> int:
         return len(self.sample_id)
@@ -38,6 +109,10 @@ class Dataset:
     def labels(self) -> np.ndarray:
         """(N,) str class labels."""
         return np.asarray(self.classes, dtype=object)[self.y]
+
+    def has_image(self, modality: str) -> np.ndarray:
+        """(N,) bool: the visit has at least one image of `modality`."""
+        return self.images[modality].counts(len(self)) > 0
 
     def fingerprint(self) -> str:
         """A content hash of ids, labels, features and pixels: names the data a run used."""
@@ -49,8 +124,12 @@ class Dataset:
         h.update(pd.util.hash_pandas_object(self.features, index=False).values.tobytes())
         h.update("\x1f".join(map(str, self.features.columns)).encode())
         for name in sorted(self.images):
+            images = self.images[name]
             h.update(name.encode())
-            h.update(np.ascontiguousarray(self.images[name], dtype=np.float32).tobytes())
+            h.update(np.ascontiguousarray(images.pixels, dtype=np.float32).tobytes())
+            if not np.array_equal(images.visit, np.arange(len(self))):
+                # one image per visit hashes as before, so earlier fingerprints still hold
+                h.update(np.ascontiguousarray(images.visit, dtype=np.int64).tobytes())
         return h.hexdigest()[:16]
 
     def with_labels(self, y: np.ndarray) -> Dataset:
@@ -62,4 +141,5 @@ class Dataset:
             classes=self.classes,
             features=self.features,
             images=self.images,
+            notes=self.notes,
         )

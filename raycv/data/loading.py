@@ -27,7 +27,7 @@ import yaml
 
 from raycv.config import DEFAULT_CLASSES, DEFAULT_MODALITIES, ColumnsConfig, Config
 from raycv.data import images
-from raycv.data.dataset import Dataset
+from raycv.data.dataset import Dataset, ImageSet
 from raycv.errors import DataError
 from raycv.storage import filesystem
 
@@ -336,7 +336,7 @@ def assemble(
             out[i] = images.resize(images.check(arr, name), size)
             count += 1
         assert count == len(out), (modality, count, len(out))  # one map per row, by the callers
-        stacks[modality] = out
+        stacks[modality] = ImageSet.single(out)
     return Dataset(
         sample_id=table.sample_id,
         patient_id=table.patient_id,
