@@ -51,3 +51,21 @@ def test_a_joined_cluster_gives_every_fold_its_lane():
 def test_concurrent_folds_must_be_a_positive_int(value):
     with pytest.raises(ConfigError, match="resources.concurrent_folds"):
         tiny_config(f"resources.concurrent_folds={value}")
+
+
+@pytest.mark.parametrize(
+    "per_fold, total, lanes",
+    [
+        (["cpu=0.1"], {"CPU": 1.0}, 10),  # 1 // 0.1 == 9.0 in floats
+        (["cpu=0.25"], {"CPU": 1.0}, 4),
+        ([f"cpu={1 / 3!r}"], {"CPU": 1.0}, 3),
+        (["cpu=0.1"], {"CPU": 0.3}, 3),  # 0.3 / 0.1 == 2.9999999999999996
+        (["cpu=0.1", "gpu=0.1"], {"CPU": 2.0, "GPU": 1.0}, 10),
+        (["cpu=0.1", "gpu=0.25"], {"CPU": 2.0, "GPU": 1.0}, 4),
+        (["cpu=0.1", f"gpu={1 / 3!r}"], {"CPU": 2.0, "GPU": 1.0}, 3),
+        (["cpu=1", "gpu=0.1"], {"CPU": 2.0, "GPU": 1.0}, 2),  # the CPUs bind first
+    ],
+)
+def test_fractional_resources_fit_as_many_lanes_as_they_divide(per_fold, total, lanes):
+    config = tiny_config(*(f"resources.per_fold.{kv}" for kv in per_fold))
+    assert lane_count(config, n_folds=20, total=total) == lanes

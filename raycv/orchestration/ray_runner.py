@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import queue
 import threading
@@ -88,14 +89,20 @@ class Lane:
     plans: list[FoldSplit]
 
 
-def lane_count(config, n_folds: int, share: int = 1, joined: bool = False) -> int:
+def lane_count(
+    config, n_folds: int, share: int = 1, joined: bool = False, total: dict | None = None
+) -> int:
     """How many lanes: `resources.concurrent_folds` if set; else as many folds as the
     cluster runs at once (split `share` ways when Tune runs trials side by side) on a Ray
     raycv started, or every fold on a cluster it joined: there each fold's lane asks for
-    its own resources, which is what makes an autoscaler add the nodes."""
+    its own resources, which is what makes an autoscaler add the nodes. total: the
+    cluster's resources (default: asked from the running Ray)."""
     wanted = config.resources.concurrent_folds
-    if wanted is None:
-        wanted = n_folds if joined else fold_slots(config) // share
+    if wanted is None and joined:
+        wanted = n_folds
+    elif wanted is None:
+        total = ray.cluster_resources() if total is None else total
+        wanted = fold_slots(config.resources.per_fold, total) // share
     return max(1, min(n_folds, wanted))
 
 
@@ -340,13 +347,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def fold_slots(config) -> int:
-    """How many folds the cluster can run at once with `resources.per_fold`."""
-    total = ray.cluster_resources()
-    per = config.resources.per_fold
-    slots = int(total.get("CPU", 0) // per.cpu + 1e-9)
+def fold_slots(per, total: dict) -> int:
+    """How many folds asking `per` (resources.per_fold) fit at once in `total` (Ray's
+    cluster resources). The epsilon goes inside the floor: 1 CPU / 0.1 is 9.999... in
+    floats, and `1 // 0.1` is 9.0."""
+    slots = math.floor(total.get("CPU", 0) / per.cpu + 1e-9)
     if per.gpu > 0:
-        slots = min(slots, int(total.get("GPU", 0) // per.gpu + 1e-9))
+        slots = min(slots, math.floor(total.get("GPU", 0) / per.gpu + 1e-9))
     return max(1, slots)
 
 
