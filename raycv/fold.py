@@ -25,6 +25,7 @@ from raycv.metrics import kappa
 from raycv.models.cnn import ImageBranch, augment
 from raycv.models.forest import forest_probabilities
 from raycv.models.fusion import LateFusion, fit_fusion_weights
+from raycv.models.visits import Batch, visit_mean
 from raycv.results import FoldResult
 from raycv.seeds import phase_seed
 from raycv.training.loop import Split, predict, train_phase
@@ -41,14 +42,23 @@ Progress = Callable[[int, str, int, dict], None]  # (fold, phase, epoch, row) ->
 
 
 class SingleBranch(torch.nn.Module):
-    """One image branch as a classifier of batch dicts (for pretraining and evaluation)."""
+    """One image branch as a classifier of visits (for pretraining and evaluation): a
+    visit's probabilities are the mean over its images; NaN for a visit without one."""
 
     def __init__(self, branch: ImageBranch, modality: str):
         super().__init__()
         self.branch, self.modality = branch, modality
 
-    def forward(self, batch):
-        return self.branch(batch[self.modality]).log_softmax(-1)
+    def forward(self, batch: Batch) -> torch.Tensor:
+        logits = self.branch(batch.images[self.modality])  # (K, C), one row per image
+        owner = batch.owner.get(self.modality)
+        if owner is None:  # one image per visit
+            return logits.log_softmax(-1)
+        probs, present = visit_mean(logits.softmax(-1), owner, batch.n)  # (n, C)
+        out = torch.log(probs.clamp_min(1e-7))
+        if present is not None:
+            out = out.masked_fill(~present[:, None], float("nan"))
+        return out
 
 
 def balanced_class_weight(y: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -65,15 +75,25 @@ class FoldInputs:
         self.meta_probs: np.ndarray | None = None  # (N, C), filled for train and test rows
 
     def split(self, idx: np.ndarray) -> Split:
-        inputs = {}
+        """Visits idx: their forest probabilities, every image of theirs, their labels."""
+        visits, images, offsets = {}, {}, {}
         for m in self.modalities:
             if m == "metadata":
-                inputs[m] = torch.as_tensor(self.meta_probs[idx], dtype=torch.float32)
-            else:
-                # (n, S, S) -> (n, 1, S, S); fancy indexing copies out of the read-only store
-                inputs[m] = torch.from_numpy(self.dataset.images[m][idx][:, None].copy())
+                visits[m] = torch.as_tensor(self.meta_probs[idx], dtype=torch.float32)
+                continue
+            rows, counts = self.dataset.images[m].rows_of(idx, len(self.dataset))
+            # (K, S, S) -> (K, 1, S, S); fancy indexing copies out of the read-only store
+            images[m] = torch.from_numpy(self.dataset.images[m].pixels[rows][:, None].copy())
+            if not np.all(counts == 1):
+                offsets[m] = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)]))
         y = torch.as_tensor(self.dataset.y[idx], dtype=torch.long)
-        return Split({k: v.to(self.device) for k, v in inputs.items()}, y.to(self.device))
+        on = self.device
+        return Split(
+            y.to(on),
+            {k: v.to(on) for k, v in visits.items()},
+            {k: v.to(on) for k, v in images.items()},
+            {k: v.to(on) for k, v in offsets.items()},
+        )
 
 
 def _monitor(config: Config, dataset: Dataset, split: FoldSplit) -> str:
@@ -89,7 +109,12 @@ def _monitor(config: Config, dataset: Dataset, split: FoldSplit) -> str:
 
 
 def _kappa(config, y, probs) -> float:
-    return kappa(y, probs.argmax(1), len(config.classes), config.metrics.kappa_weights)
+    """Kappa over the visits the model predicts (a NaN row: no image of its modality)."""
+    known = ~np.isnan(probs).any(1)
+    if not known.any():
+        return float("nan")
+    k = kappa(y[known], probs[known].argmax(1), len(config.classes), config.metrics.kappa_weights)
+    return k
 
 
 @dataclass
@@ -254,7 +279,8 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
     config, split, device = ctx.config, ctx.split, ctx.device
     torch.manual_seed(ctx.seed("pretrain", m))  # initial weights
     branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
-    pixels = ctx.dataset.images[m][split.inner_train]
+    examples = fit.examples_of(m)  # every inner-training image of m, its visit's label
+    pixels = examples.images[m].cpu().numpy()
     branch.set_normalisation(pixels.mean(), pixels.std())
     model = SingleBranch(branch, m).to(device)
     aug = config.image.augment
@@ -268,12 +294,9 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
             if config.pretrain.class_weight == "balanced"
             else None
         ),
-        augment=lambda batch, gen: {
-            key: augment(v, aug.flip, aug.rotate_degrees, gen) if key == m else v
-            for key, v in batch.items()
-        },
+        augment=lambda batch, gen: _augmented(batch, m, aug, gen),
     )
-    outcome = train_phase(model, fit, val, settings, ctx.report(m))
+    outcome = train_phase(model, examples, val, settings, ctx.report(m))
     return {
         "state": {n: t.cpu() for n, t in branch.state_dict().items()},
         "history": [{"branch": m, **row} for row in outcome.history],
@@ -281,6 +304,11 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
         "val_probs": ctx.predict(model, val),
         "test_probs": ctx.predict(model, test),
     }
+
+
+def _augmented(batch: Batch, m: str, aug, gen: torch.Generator) -> Batch:
+    images = {**batch.images, m: augment(batch.images[m], aug.flip, aug.rotate_degrees, gen)}
+    return Batch(batch.n, batch.visits, images, batch.owner)
 
 
 def fusion_stage1(ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split) -> dict:

@@ -57,7 +57,10 @@ def predictions_table(dataset, fold_of, results: list[FoldResult], models, class
         }
         for m in models:
             p = r.probs[m]
-            frame[f"pred_{m}"] = np.asarray(classes, dtype=object)[p.argmax(1)]
+            pred = np.asarray(classes, dtype=object)[p.argmax(1)]
+            # a visit without an image of m (data.missing_images: mask): empty cells
+            pred[np.isnan(p).any(1)] = None
+            frame[f"pred_{m}"] = pred
             for c, name in enumerate(classes):
                 frame[f"prob_{m}_{name}"] = p[:, c]
         frames.append(pd.DataFrame(frame))
@@ -72,26 +75,33 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def summarize(predictions: pd.DataFrame, models, classes, kappa_weights: str) -> dict:
-    """Per-model fold kappas, mean/std, pooled kappa, accuracy and macro F1 from predictions."""
+    """Per-model fold kappas, mean/std, pooled kappa, accuracy and macro F1 from predictions.
+
+    Each model is scored on the visits it predicts (`n_predicted`): an image model has
+    no prediction for a visit without its image (data.missing_images: mask).
+    """
     index = {c: i for i, c in enumerate(classes)}
-    y_all = predictions["label"].map(index).to_numpy()
     out = {}
     for m in models:
-        pred_all = predictions[f"pred_{m}"].map(index).to_numpy()
+        predicted = predictions[predictions[f"pred_{m}"].notna()]
+        y_all = predicted["label"].map(index).to_numpy()
+        pred_all = predicted[f"pred_{m}"].map(index).to_numpy()
         per_fold, acc, f1 = [], [], []
-        for _, part in predictions.groupby("fold", sort=True):
+        for fold in sorted(predictions["fold"].unique()):
+            part = predicted[predicted["fold"] == fold]
             y = part["label"].map(index).to_numpy()
             pred = part[f"pred_{m}"].map(index).to_numpy()
-            per_fold.append(kappa(y, pred, len(classes), kappa_weights))
-            acc.append(accuracy(y, pred))
-            f1.append(macro_f1(y, pred, len(classes)))
+            per_fold.append(kappa(y, pred, len(classes), kappa_weights) if len(y) else math.nan)
+            acc.append(accuracy(y, pred) if len(y) else math.nan)
+            f1.append(macro_f1(y, pred, len(classes)) if len(y) else math.nan)
         out[m] = {
             "kappa_mean": _nan_to_none(float(np.mean(per_fold))),
             "kappa_std": _nan_to_none(float(np.std(per_fold))),
             "kappa_pooled": _nan_to_none(kappa(y_all, pred_all, len(classes), kappa_weights)),
             "kappa_per_fold": [_nan_to_none(k) for k in per_fold],
-            "accuracy_mean": float(np.mean(acc)),
-            "macro_f1_mean": float(np.mean(f1)),
+            "accuracy_mean": _nan_to_none(float(np.mean(acc))),
+            "macro_f1_mean": _nan_to_none(float(np.mean(f1))),
+            "n_predicted": len(predicted),
         }
     return out
 
@@ -103,6 +113,7 @@ def history_table(results: list[FoldResult]) -> pd.DataFrame:
     columns = [
         "fold",
         "phase",
+        "branch",
         "epoch",
         "train_loss",
         "train_kappa",

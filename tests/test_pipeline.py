@@ -133,7 +133,7 @@ def test_several_image_modalities_get_one_branch_each(tiny):
     )
     _, prepared = tiny
     data = prepared.dataset
-    images = {**data.images, "thermal_map_copy": data.images["thermal_map"][:, ::-1].copy()}
+    images = {**data.images, "thermal_map_copy": data.images["thermal_map"].pixels[:, ::-1].copy()}
     two = type(data)(data.sample_id, data.patient_id, data.y, data.classes, data.features, images)
     result = run_fold(two, prepared.plans[0], config)
     assert {"thermal_map", "thermal_map_copy", "fusion"} <= set(result.probs)

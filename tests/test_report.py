@@ -373,7 +373,7 @@ def test_a_run_logs_to_mlflow_with_params_kappas_and_curves(run_dir, tmp_path):
         summary["models"]["metadata"]["kappa_per_fold"]
     )
     history = pd.read_csv(run_dir / "history.csv")
-    curve = client.get_metric_history(run_id, "fold0/pretrain/val_kappa")
+    curve = client.get_metric_history(run_id, "fold0/pretrain_thermal_map/val_kappa")
     assert len(curve) == len(history[(history.fold == 0) & (history.phase == "pretrain")])
     assert "summary.json" in {a.path for a in client.list_artifacts(run_id)}
 

@@ -98,8 +98,9 @@ class Dataset:
     def __post_init__(self):
         n = len(self.sample_id)
         assert len(self.patient_id) == n and len(self.y) == n and len(self.features) == n
-        for name, images in self.images.items():
-            assert isinstance(images, ImageSet), name
+        for name, images in list(self.images.items()):
+            if not isinstance(images, ImageSet):  # an (N, S, S) array: one image per visit
+                self.images[name] = images = ImageSet.single(images)
             assert len(images) == 0 or images.visit[-1] < n, name
 
     def __len__(self) -> int:

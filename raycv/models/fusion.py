@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from raycv.models.cnn import ImageBranch
+from raycv.models.visits import Batch, visit_mean
 
 
 class LateFusion(nn.Module):
@@ -23,20 +24,28 @@ class LateFusion(nn.Module):
         w = torch.tensor([weights[m] for m in self.names], dtype=torch.float32)
         self.register_buffer("weights", w / w.sum())
 
-    def forward(
-        self, batch: dict[str, torch.Tensor], skip: dict[str, int] | None = None
-    ) -> torch.Tensor:
-        """skip: per image branch, how many leading blocks its batch entry has already been
-        through (PrecomputedPrefix); raw maps otherwise."""
+    def forward(self, batch: Batch, skip: dict[str, int] | None = None) -> torch.Tensor:
+        """skip: per image branch, how many leading blocks its images have already been
+        through (PrecomputedPrefix); raw maps otherwise.
+
+        A visit without an image of some modality (data.missing_images: mask) is fused
+        from the branches it has, their weights renormalised to sum 1.
+        """
         skip = skip or {}
-        # each term: (B, C) probabilities of one branch, scaled by its weight
-        probs = 0.0
+        probs, total, partial = 0.0, 0.0, False
         for i, name in enumerate(self.names):
             if name == "metadata":
-                p = batch[name]
+                p, present = batch.visits[name], None
             else:
-                p = self.branches[name](batch[name], skip.get(name, 0)).softmax(-1)
-            probs = probs + self.weights[i] * p
+                per_image = self.branches[name](batch.images[name], skip.get(name, 0)).softmax(-1)
+                p, present = visit_mean(per_image, batch.owner[name], batch.n)  # (n, C)
+            if present is None:
+                probs, total = probs + self.weights[i] * p, total + self.weights[i]
+            else:
+                w = self.weights[i] * present.to(p.dtype)  # (n,): 0 where the visit has none
+                probs, total, partial = probs + w[:, None] * p, total + w, True
+        if partial:  # (n,) weight of the branches each visit has
+            probs = probs / torch.as_tensor(total)[:, None]
         return torch.log(probs.clamp_min(1e-7))
 
 
@@ -54,7 +63,7 @@ class PrecomputedPrefix(nn.Module):
         super().__init__()
         self.fusion, self.skip = fusion, skip
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.fusion(batch, self.skip)
 
 
@@ -62,18 +71,25 @@ def fit_fusion_weights(probs: dict[str, np.ndarray], y: np.ndarray) -> dict[str,
     """Softmax-normalised weights minimising the fused NLL on out-of-sample probabilities.
 
     Callers pass the inner-validation split's probabilities: out-of-fold for the forest
-    and out-of-sample for each CNN (none was trained on it), never in-sample ones.
+    and out-of-sample for each CNN (none was trained on it), never in-sample ones. A NaN
+    row (a visit without that modality's image) leaves the branch out of that visit's
+    mixture, whose weights renormalise, exactly as LateFusion fuses it.
     """
     names = list(probs)
-    stacked = torch.tensor(np.stack([probs[m] for m in names]), dtype=torch.float64)  # (M, n, C)
+    stacked = np.stack([probs[m] for m in names])  # (M, n, C)
+    present = torch.tensor(~np.isnan(stacked).any(-1), dtype=torch.float64)  # (M, n)
+    partial = bool((present == 0).any())
+    stacked = torch.tensor(np.nan_to_num(stacked), dtype=torch.float64)
     target = torch.as_tensor(y, dtype=torch.long)
     logits = torch.zeros(len(names), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([logits], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        w = logits.softmax(0)
-        fused = (w[:, None, None] * stacked).sum(0).clamp_min(1e-7)  # (n, C)
+        w = logits.softmax(0)[:, None] * present  # (M, n)
+        if partial:
+            w = w / w.sum(0).clamp_min(1e-12)
+        fused = (w[:, :, None] * stacked).sum(0).clamp_min(1e-7)  # (n, C)
         loss = nn.functional.nll_loss(fused.log(), target)
         loss.backward()
         return loss

@@ -1,7 +1,10 @@
 """One training phase: epochs of mini-batches, inner-validation scoring, early stopping.
 
-Models take a batch dict ('metadata' -> (B, C) forest probabilities, modality ->
-(B, 1, S, S) maps) and return (B, C) log-probabilities; the loss is their NLL.
+Models take a Batch of visits (models.visits: 'metadata' -> (B, C) forest
+probabilities, each modality's (K, 1, S, S) images and the visit each belongs to) and
+return (B, C) log-probabilities; the loss is their NLL. A visit a model cannot predict
+(no image of its modality, data.missing_images: mask) gets a NaN row, left out of
+every score.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raycv.metrics import kappa
+from raycv.models.visits import Batch
 from raycv.training.early_stopping import EarlyStopping
 
 Report = Callable[[str, int, dict], None]  # (phase, epoch, history row) -> None
@@ -23,16 +27,56 @@ Report = Callable[[str, int, dict], None]  # (phase, epoch, history row) -> None
 
 @dataclass
 class Split:
-    """One split's inputs and labels, already on the fold's device."""
+    """n visits' inputs and labels, already on the fold's device."""
 
-    inputs: dict[str, torch.Tensor]
     y: torch.Tensor  # (n,) class indices
+    visits: dict[str, torch.Tensor] = field(default_factory=dict)  # 'metadata' -> (n, C)
+    images: dict[str, torch.Tensor] = field(default_factory=dict)  # m -> (K, 1, S, S)
+    # m -> (n + 1,) where each visit's images start in images[m]; None: one per visit
+    offsets: dict[str, torch.Tensor | None] = field(default_factory=dict)
+    # (n,) loss weight of each example; None: all 1 (pretraining weighs an image by
+    # 1 / its visit's image count, so each visit counts once)
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: v[idx] for k, v in self.inputs.items()}
+    def batch(self, idx: torch.Tensor) -> Batch:
+        out = Batch(len(idx), {k: v[idx] for k, v in self.visits.items()})
+        for m, pixels in self.images.items():
+            offsets = self.offsets.get(m)
+            if offsets is None:
+                out.images[m], out.owner[m] = pixels[idx], None
+            else:
+                rows, owner = image_rows(offsets, idx)
+                out.images[m], out.owner[m] = pixels[rows], owner
+        return out
+
+    def examples_of(self, modality: str) -> Split:
+        """Each image of `modality` as an example of its own, carrying its visit's label,
+        weighted 1 / its visit's image count so that every visit counts once in the loss
+        (as in evaluation); visits without an image drop out."""
+        pixels, offsets = self.images[modality], self.offsets.get(modality)
+        if offsets is None:  # one image per visit: the split itself
+            return Split(self.y, {}, {modality: pixels}, {modality: None}, self.weight)
+        counts = offsets[1:] - offsets[:-1]
+        y = torch.repeat_interleave(self.y, counts)
+        weight = torch.repeat_interleave(1.0 / counts.clamp_min(1).float(), counts)
+        return Split(y, {}, {modality: pixels}, {modality: None}, weight)
+
+    def with_images(self, images: dict[str, torch.Tensor]) -> Split:
+        """The same visits with some modalities' images replaced (e.g. by features)."""
+        return Split(self.y, self.visits, {**self.images, **images}, self.offsets, self.weight)
+
+
+def image_rows(offsets: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image rows of visits `idx` (each visit's images together, in idx order) and
+    the batch position (0..len(idx)-1) each belongs to: ((K,), (K,))."""
+    starts, counts = offsets[idx], offsets[idx + 1] - offsets[idx]
+    owner = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), counts)
+    first = torch.cumsum(counts, 0) - counts  # where each visit starts in the batch
+    rows = starts[owner] + torch.arange(len(owner), device=idx.device) - first[owner]
+    return rows, owner
 
 
 @dataclass
@@ -74,11 +118,20 @@ def predict(model: nn.Module, split: Split, batch_size: int, bf16: bool = False)
 
 
 def evaluate(model, split: Split, settings: PhaseSettings) -> tuple[float, float, np.ndarray]:
-    """(loss, kappa, probabilities) of `model` on `split`."""
+    """(loss, kappa, probabilities) of `model` on `split`; loss and kappa over the visits
+    the model predicts (NaN rows, a modality's missing image, are left out)."""
     probs = predict(model, split, settings.batch_size, settings.bf16)
     y = split.y.cpu().numpy()
-    loss = float(F.nll_loss(torch.from_numpy(np.log(np.clip(probs, 1e-7, None))), split.y.cpu()))
-    k = kappa(y, probs.argmax(1), settings.n_classes, settings.kappa_weights)
+    known = ~np.isnan(probs).any(1)
+    if not known.all():
+        if not known.any():
+            return float("nan"), float("nan"), probs
+        probs_known, y = probs[known], y[known]
+    else:
+        probs_known = probs
+    log_probs = torch.from_numpy(np.log(np.clip(probs_known, 1e-7, None)))
+    loss = float(F.nll_loss(log_probs, torch.from_numpy(y)))
+    k = kappa(y, probs_known.argmax(1), settings.n_classes, settings.kappa_weights)
     return loss, k, probs
 
 
@@ -143,7 +196,7 @@ def train_phase(
                 batch = s.augment(batch, gen)
             with autocast(device, s.bf16):
                 logp = model(batch).float()
-            loss = F.nll_loss(logp, train.y[idx], weight=s.class_weight)
+            loss = _loss(logp, train.y[idx], s.class_weight, train.weight, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -164,6 +217,15 @@ def train_phase(
     outcome.best_score, outcome.best_epoch = stopper.best, stopper.best_epoch
     outcome.top_score = _top(outcome.history, s.monitor)
     return outcome
+
+
+def _loss(logp, y, class_weight, weight, idx) -> torch.Tensor:
+    """NLL, weighted per class and, where the split weighs its examples, per example:
+    sum(w_i * nll_i) / sum(w_i), what F.nll_loss computes with class weights alone."""
+    if weight is None:
+        return F.nll_loss(logp, y, weight=class_weight)
+    w = weight[idx] if class_weight is None else weight[idx] * class_weight[y]
+    return (w * F.nll_loss(logp, y, reduction="none")).sum() / w.sum()
 
 
 def _top(history: list[dict], monitor: str) -> float | None:

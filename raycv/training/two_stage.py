@@ -95,14 +95,15 @@ def skip_frozen_prefixes(
 
     @torch.no_grad()
     def precompute(part: Split) -> Split:
-        inputs = dict(part.inputs)
+        features = {}
         for name, n in skip.items():
-            branch, x, size = fusion.branches[name].eval(), part.inputs[name], settings.batch_size
+            branch, x, size = fusion.branches[name].eval(), part.images[name], settings.batch_size
             # the same autocast as training, so the cached numbers are the ones it would use
             with autocast(x.device, settings.bf16):
-                chunks = [branch.features(x[i : i + size], n) for i in range(0, len(x), size)]
-            inputs[name] = torch.cat(chunks)
-        return Split(inputs, part.y)
+                starts = range(0, len(x), size) if len(x) else [0]  # no image: (0, ...)
+                chunks = [branch.features(x[i : i + size], n) for i in starts]
+            features[name] = torch.cat(chunks)
+        return part.with_images(features)
 
     return PrecomputedPrefix(fusion, skip), precompute(train), precompute(val)
 
