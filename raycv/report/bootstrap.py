@@ -63,12 +63,23 @@ def kappa_from_confusion(confusion: np.ndarray, weights: np.ndarray) -> np.ndarr
 
 
 def patient_confusions(
-    patient_id: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+    patient_id: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(P, C, C) confusion counts per patient, patients in sorted-id order."""
+    """(P, C, C) confusion counts per patient, patients in sorted-id order.
+
+    keep: (n,) bool, the rows to count (e.g. the visits a model predicts); every patient
+    keeps its place, so confusions of different row subsets share one set of draws.
+    """
     _, patient = np.unique(np.asarray(patient_id), return_inverse=True)
     n_patients = patient.max() + 1
-    cell = patient * n_classes * n_classes + np.asarray(y_true) * n_classes + np.asarray(y_pred)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if keep is not None:
+        patient, y_true, y_pred = patient[keep], y_true[keep], y_pred[keep]
+    cell = patient * n_classes * n_classes + y_true * n_classes + y_pred
     counts = np.bincount(cell, minlength=n_patients * n_classes * n_classes)
     return counts.reshape(n_patients, n_classes, n_classes)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raycv.report.bootstrap import Interval, paired_difference
+from raycv.report.bootstrap import Interval, paired_difference, patient_confusions
 from raycv.report.load import RunRecord
 from raycv.report.scores import ModelScores
 
@@ -64,9 +64,8 @@ def fusion_comparisons(
     order = [best] + [m for m in run.single_modalities if m != best]
     out = []
     for baseline in order:
-        diff = paired_difference(
-            confusions["fusion"], confusions[baseline], draws, run.kappa_weights
-        )
+        fusion, other = _on_common_visits(run, confusions, "fusion", baseline)
+        diff = paired_difference(fusion, other, draws, run.kappa_weights)
         out.append(Comparison("fusion", baseline, diff, fusion_verdict(diff, baseline)))
     diff = paired_difference(
         confusions["fusion"], confusions["fusion_stage1"], draws, run.kappa_weights
@@ -74,6 +73,17 @@ def fusion_comparisons(
     identical = bool((run.preds["fusion"] == run.preds["fusion_stage1"]).all())
     out.append(Comparison("fusion", "fusion_stage1", diff, stage2_verdict(diff, identical)))
     return out
+
+
+def _on_common_visits(run: RunRecord, confusions: dict, a: str, b: str):
+    """Both models' patient confusions over the visits both predict: a paired difference
+    compares the same visits (an image model under data.missing_images: mask predicts
+    fewer than the fusion)."""
+    both = run.predicted(a) & run.predicted(b)
+    if both.all():
+        return confusions[a], confusions[b]
+    n = len(run.classes)
+    return tuple(patient_confusions(run.patient_id, run.y, run.preds[m], n, both) for m in (a, b))
 
 
 def stage2_kept(summary: dict) -> tuple[int, int] | None:

@@ -66,7 +66,8 @@ def confusion_matrices(run: RunRecord, path: Path) -> Path:
     axes = np.atleast_1d(fig.subplots(1, len(run.models)))
     for ax, m in zip(axes, run.models, strict=True):
         counts = np.zeros((n, n), dtype=int)
-        np.add.at(counts, (run.y, run.preds[m]), 1)
+        known = run.predicted(m)
+        np.add.at(counts, (run.y[known], run.preds[m][known]), 1)
         # colour by share of the true class, so rare classes are as readable as common ones
         share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)

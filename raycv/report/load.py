@@ -30,7 +30,7 @@ class RunRecord:
     models: list[str]  # report order: branches, then fusion_stage1, fusion
     predictions: pd.DataFrame  # predictions.csv as written
     y: np.ndarray  # (n,) true class index per sample
-    preds: dict[str, np.ndarray]  # model -> (n,) predicted class index
+    preds: dict[str, np.ndarray]  # model -> (n,) predicted class index, -1: no prediction
     summary: dict
     history: pd.DataFrame | None  # None: the run has no history.csv
     config: dict
@@ -46,6 +46,10 @@ class RunRecord:
     @property
     def single_modalities(self) -> list[str]:
         return [m for m in self.models if m not in SINGLE_MODALITY_EXCLUDED]
+
+    def predicted(self, model: str) -> np.ndarray:
+        """(n,) bool: the rows `model` has a prediction for."""
+        return self.preds[model] >= 0
 
     @property
     def has_fusion(self) -> bool:
@@ -93,12 +97,15 @@ def load_run(path: str | Path) -> RunRecord:
     predictions = pd.read_csv(table_file, dtype={c: str for c in text_columns})
     index = {c: i for i, c in enumerate(classes)}
 
-    def as_index(column: str) -> np.ndarray:
+    def as_index(column: str, may_be_empty: bool = False) -> np.ndarray:
+        """Class indices; -1 for an empty cell where allowed (an image model's visit
+        without its image, data.missing_images: mask)."""
         codes = predictions[column].map(index)
-        if codes.isna().any():
-            bad = predictions.loc[codes.isna(), column].iloc[0]
-            raise RaycvError(f"{table_file}: {column} holds {bad!r}, not one of {classes}")
-        return codes.to_numpy(dtype=int)
+        bad = codes.isna() & (predictions[column].notna() | (not may_be_empty))
+        if bad.any():
+            value = predictions.loc[bad, column].iloc[0]
+            raise RaycvError(f"{table_file}: {column} holds {value!r}, not one of {classes}")
+        return codes.fillna(-1).to_numpy(dtype=int)
 
     history_file = path / "history.csv"
     return RunRecord(
@@ -109,7 +116,7 @@ def load_run(path: str | Path) -> RunRecord:
         models=models,
         predictions=predictions,
         y=as_index("label"),
-        preds={m: as_index(f"pred_{m}") for m in models},
+        preds={m: as_index(f"pred_{m}", may_be_empty=True) for m in models},
         summary=summary,
         history=pd.read_csv(history_file) if history_file.is_file() else None,
         config=config,

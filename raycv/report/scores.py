@@ -26,6 +26,7 @@ class ModelScores:
     kappa_pooled: Interval  # all out-of-fold predictions together, patient-bootstrap CI
     accuracy: float  # pooled
     macro_f1: float  # pooled
+    n_predicted: int  # visits the model predicts (an image model: those with its image)
 
 
 def sklearn_kappa(y_true, y_pred, n_classes: int, kappa_weights: str) -> float:
@@ -44,7 +45,10 @@ def sklearn_kappa(y_true, y_pred, n_classes: int, kappa_weights: str) -> float:
 def confusions_by_model(run: RunRecord) -> dict[str, np.ndarray]:
     """Per model, (P, C, C) confusion counts per patient (same patient order for all)."""
     n = len(run.classes)
-    return {m: patient_confusions(run.patient_id, run.y, run.preds[m], n) for m in run.models}
+    return {
+        m: patient_confusions(run.patient_id, run.y, run.preds[m], n, run.predicted(m))
+        for m in run.models
+    }
 
 
 def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[ModelScores]:
@@ -52,9 +56,10 @@ def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[Mo
     folds = run.folds
     out = []
     for m in run.models:
-        pred = run.preds[m]
+        known = run.predicted(m)
+        y, pred = run.y[known], run.preds[m][known]
         per_fold = [
-            sklearn_kappa(run.y[folds == k], pred[folds == k], n, run.kappa_weights)
+            sklearn_kappa(y[folds[known] == k], pred[folds[known] == k], n, run.kappa_weights)
             for k in np.unique(folds)
         ]
         out.append(
@@ -64,10 +69,11 @@ def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[Mo
                 kappa_mean=float(np.mean(per_fold)),
                 kappa_std=float(np.std(per_fold)),
                 kappa_pooled=bootstrap_kappa(confusions[m], draws, run.kappa_weights),
-                accuracy=float(accuracy_score(run.y, pred)),
+                accuracy=float(accuracy_score(y, pred)),
                 macro_f1=float(
-                    f1_score(run.y, pred, labels=list(range(n)), average="macro", zero_division=0)
+                    f1_score(y, pred, labels=list(range(n)), average="macro", zero_division=0)
                 ),
+                n_predicted=int(known.sum()),
             )
         )
     return out

@@ -29,12 +29,18 @@ def _interval_cells(interval, signed: bool = False) -> list[str]:
 
 def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
     n_folds = len(scores[0].kappa_per_fold)
+    n_visits = len(run.y)
+    # data.missing_images: mask leaves image models without some visits: say how many
+    partial = any(s.n_predicted < n_visits for s in scores)
     rows = []
     for s in scores:
         folds = [number(k) for k in s.kappa_per_fold]
         mean = f"{number(s.kappa_mean)} ± {number(s.kappa_std)}"
         pooled = _interval_cells(s.kappa_pooled)
-        rows.append([s.model, *folds, mean, *pooled, number(s.accuracy), number(s.macro_f1)])
+        rows.append(
+            [s.model, *folds, mean, *pooled, number(s.accuracy), number(s.macro_f1)]
+            + ([str(s.n_predicted)] if partial else [])
+        )
     n_patients = len(np.unique(run.patient_id))
     return Table(
         columns=[
@@ -45,12 +51,20 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
             "95% CI",
             "accuracy",
             "macro F1",
+            *(["visits"] if partial else []),
         ],
         rows=rows,
         caption=(
             f"Cohen's kappa ({run.kappa_weights}) on the outer test folds. Pooled: all "
             f"out-of-fold predictions together, 95% CI from {n_boot} bootstrap resamples of "
             f"the {n_patients} patients. Accuracy and macro F1: pooled."
+            + (
+                f" Visits: how many of the {n_visits} each model predicts; an image model "
+                "has no prediction for a visit without its image (data.missing_images: "
+                "mask), and each comparison below uses the visits both models predict."
+                if partial
+                else ""
+            )
         ),
     )
 
