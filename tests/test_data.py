@@ -58,9 +58,9 @@ def test_loads_a_folder_in_csv_order_with_raw_feature_types(tmp_path):
     assert list(ds.patient_id) == ["p1", "p1", "p2", "p2", "p3", "p3"]
     assert ds.classes == ("I", "P", "R")
     assert list(ds.labels) == ["I", "P", "R", "P", "I", "R"]
-    assert ds.images["thermal_map"].shape == (6, 8, 8)
-    assert ds.images["thermal_map"].dtype == np.float32
-    np.testing.assert_allclose(ds.images["thermal_map"][:, 0, 0], 30.0 + np.arange(6))
+    assert ds.images["thermal_map"].pixels.shape == (6, 8, 8)
+    assert ds.images["thermal_map"].pixels.dtype == np.float32
+    np.testing.assert_allclose(ds.images["thermal_map"].pixels[:, 0, 0], 30.0 + np.arange(6))
     # missing feature values are not an error: they stay NaN; categoricals are plain object
     assert ds.features["age"].dtype == np.float64 and np.isnan(ds.features["age"][1])
     assert ds.features["site"].dtype == object
@@ -68,20 +68,21 @@ def test_loads_a_folder_in_csv_order_with_raw_feature_types(tmp_path):
 
 
 def test_png_8_and_16_bit_are_read_as_gray_values(tmp_path):
+    # one modality holds one kind of file (they encode different scales), so two folders
     root = make_folder(tmp_path / "d")
-    (root / "thermal_map" / "S2.npy").unlink()
-    (root / "thermal_map" / "S3.npy").unlink()
-    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(root / "thermal_map" / "S2.png")
-    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(root / "thermal_map" / "S3.png")
-    maps = load_dataset(config_for(root)).images["thermal_map"]
-    assert maps[1].max() == maps[1].min() == 200.0
-    assert maps[2].max() == maps[2].min() == 40000.0
+    for name, value, dtype in (("gray8", 200, np.uint8), ("gray16", 40000, np.uint16)):
+        (root / name).mkdir()
+        for sid in IDS:
+            Image.fromarray(np.full((8, 8), value, dtype)).save(root / name / f"{sid}.png")
+    ds = load_dataset(config_for(root, modalities=["gray8", "gray16"]))
+    assert np.all(ds.images["gray8"].pixels == 200.0)
+    assert np.all(ds.images["gray16"].pixels == 40000.0)
 
 
 def test_maps_of_different_sizes_are_resized(tmp_path):
     root = make_folder(tmp_path / "d", size=(20, 20))
     np.save(root / "thermal_map" / "S2.npy", np.arange(6 * 9, dtype=np.float64).reshape(6, 9))
-    maps = load_dataset(config_for(root)).images["thermal_map"]
+    maps = load_dataset(config_for(root)).images["thermal_map"].pixels
     assert maps.shape == (6, 8, 8)
     assert np.all(maps[0] == 30.0)  # a constant map stays constant
     assert maps[1].min() >= 0 and maps[1].max() <= 53 and maps[1].std() > 1  # a ramp stays one
@@ -177,7 +178,8 @@ def test_refuses_a_missing_map(tmp_path):
     root = make_folder(tmp_path / "d")
     (root / "thermal_map" / "S4.npy").unlink()
     message = refusal(config_for(root))
-    assert "thermal_map/S4.npy" in message and "missing" in message and "row 4" in message
+    assert "1 image(s) missing (thermal_map 1)" in message and "'S4' (row 4)" in message
+    assert "data.missing_images=drop" in message
 
 
 def test_refuses_an_unreadable_map(tmp_path):
@@ -194,11 +196,13 @@ def test_refuses_an_unreadable_png(tmp_path):
     assert "thermal_map/S3.png: cannot read" in refusal(config_for(root))
 
 
-def test_refuses_a_colour_png(tmp_path):
+def test_refuses_a_colour_png_without_a_colormap(tmp_path):
     root = make_folder(tmp_path / "d")
-    (root / "thermal_map" / "S3.npy").unlink()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "thermal_map" / "S3.png")
-    assert re.search(r"S3\.png: expected a grayscale PNG .* 'RGB'", refusal(config_for(root)))
+    for sid in IDS:
+        (root / "thermal_map" / f"{sid}.npy").unlink()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "thermal_map" / f"{sid}.png")
+    message = refusal(config_for(root))
+    assert re.search(r"007\.png: a colour PNG, but data\.colormaps .* 'thermal_map'", message)
 
 
 def test_refuses_a_map_that_is_not_2d(tmp_path):

@@ -39,7 +39,8 @@ def test_default_cohort_is_shaped_like_the_real_one():
     several = per_patient.size() > 1
     assert 0.3 <= (per_patient.nunique()[several] > 1).mean() <= 0.5  # phase changes
     assert 0.03 <= frame[list(FEATURES)].isna().to_numpy().mean() <= 0.07
-    stack = np.stack(maps["thermal_map"])
+    assert all(len(shots) == 1 for shots in maps["thermal_map"])  # one image per visit
+    stack = np.stack([shots[0] for shots in maps["thermal_map"]])
     assert stack.shape == (len(frame), 64, 64) and stack.dtype == np.float32
     assert 26 < np.median(stack) < 35  # skin temperature in deg C
     # the hot-spot is brightest while inflamed and faint when remodeling
@@ -67,15 +68,15 @@ def test_written_folder_loads_to_the_same_dataset(tmp_path):
 
 def test_maps_are_resized_to_data_image_size():
     ds = load_dataset(small(image_size=24))
-    assert ds.images["thermal_map"].shape == (len(ds), 16, 16)
+    assert ds.images["thermal_map"].pixels.shape == (len(ds), 16, 16)
 
 
 def test_class_order_from_config_and_unknown_modality():
     ds = load_dataset(small(classes=["R", "P", "I"]))
     assert ds.classes == ("R", "P", "I")
     assert set(ds.labels[ds.y == 0]) == {"R"}
-    with pytest.raises(DataError, match="no image modality 'depth_map'"):
-        load_dataset(small(modalities=["metadata", "depth_map"]))
+    with pytest.raises(DataError, match="no image modality 'photo'"):
+        load_dataset(small(modalities=["metadata", "photo"]))
 
 
 def test_resolve_config_fills_the_synthetic_defaults():

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 from raycv.config import Config
-from raycv.data.dataset import Dataset
-from raycv.data.loading import Settings, folder_settings, load_folder
+from raycv.data.check import summarize
+from raycv.data.dataset import Dataset, ImageSet
+from raycv.data.loading import folder_settings, load_folder
+from raycv.data.settings import Settings
 from raycv.data.synthetic import synthesize, synthetic_dataset, synthetic_settings, write_dataset
 from raycv.errors import DataError
 
@@ -40,6 +42,7 @@ def resolve_config(config: Config) -> Config:
         modalities=list(s.modalities),
         features=list(s.features),
         columns=dataclasses.replace(s.columns),
+        colormaps=dict(s.colormaps),
     )
     return dataclasses.replace(config, data=data)
 
@@ -51,30 +54,10 @@ def check_dataset(path: str, config: Config | None = None) -> str:
     return summarize(load_dataset(config), where=str(path))
 
 
-def summarize(dataset: Dataset, where: str) -> str:
-    labels = dataset.labels
-    lines = [
-        f"{where}: {len(dataset)} samples from {len(set(dataset.patient_id))} patients "
-        f"(fingerprint {dataset.fingerprint()})",
-        "classes, in order (samples / patients):",
-    ]
-    for name in dataset.classes:
-        mine = labels == name
-        patients = len(set(dataset.patient_id[mine]))
-        lines.append(f"  {name}: {int(mine.sum())} / {patients}")
-    maps = ", ".join(f"{m} {len(a)} x {a.size}x{a.size}" for m, a in dataset.images.items())
-    lines.append(f"image modalities: {maps or 'none'}")
-    lines.append(f"features ({dataset.features.shape[1]}), missing fraction:")
-    for name in dataset.features.columns:
-        col = dataset.features[name]
-        kind = "numeric" if col.dtype.kind == "f" else "categorical"
-        lines.append(f"  {name} ({kind}): {col.isna().mean():.1%}")
-    return "\n".join(lines)
-
-
 __all__ = [
     "DataError",
     "Dataset",
+    "ImageSet",
     "Settings",
     "check_dataset",
     "load_dataset",

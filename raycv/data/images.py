@@ -1,28 +1,56 @@
-"""One image map: decode (.npy or grayscale .png), check, and resize to the CNN's side.
+"""One image file: decode (.npy, grayscale or colour .png), check, and resize to the CNN's side.
 
-Every failure is a DataError naming the file, so a bad map is refused at load time
-rather than surfacing as a NaN loss in some fold hours later.
+`decode` says what a file holds (its kind) without interpreting colour: a colour PNG
+comes back as its RGB(A) pixels, and the modality's colormap turns it into values
+(`raycv.data.reader`). Every failure is a DataError naming the file, so a bad map is
+refused at load time rather than surfacing as a NaN loss in some fold hours later.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from raycv.errors import DataError
 
-SUFFIXES = (".npy", ".png")
-# Pillow modes that hold one grayscale channel: 8-bit, 16-bit, 32-bit int, 32-bit float
-_GRAY_MODES = ("L", "I;16", "I;16L", "I;16B", "I", "F")
+SUFFIXES = (".npy", ".png")  # matched case-insensitively: Windows exports write .PNG
+# The kinds of file a modality may hold; they encode different scales, so one
+# modality holds one kind (see raycv.data.reader).
+NPY, GRAY8, GRAY16, COLOUR, ARRAY = (
+    ".npy array",
+    "8-bit gray PNG",
+    "16-bit gray PNG",
+    "colour PNG",
+    "in-memory array",
+)
+# Pillow's modes for a grayscale PNG of each depth (16-bit opens as I;16, or I in old Pillow)
+_GRAY_MODES = {"L": GRAY8, "I;16": GRAY16, "I;16L": GRAY16, "I;16B": GRAY16, "I": GRAY16}
+_COLOUR_MODES = ("RGB", "RGBA")
+_PALETTE_MODES = ("P", "PA")  # a palette PNG: expanded to RGBA, then read like a colour one
 
 
-def decode(data: bytes, name: str) -> np.ndarray:
-    """File bytes -> the stored array, unchecked (see `check`); `name` goes in messages."""
-    if name.endswith(".npy"):
-        return _decode_npy(data, name)
-    if name.endswith(".png"):
+@dataclass(frozen=True)
+class Raw:
+    """One decoded file, not yet checked or resized."""
+
+    name: str  # the file as messages show it
+    array: np.ndarray  # (H, W) as stored, or (H, W, 3 | 4) uint8 for a colour PNG
+    kind: str  # one of NPY, GRAY8, GRAY16, COLOUR, ARRAY
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
+
+
+def decode(data: bytes, name: str) -> Raw:
+    """File bytes -> the stored pixels and the file's kind; `name` goes in messages."""
+    lower = name.lower()
+    if lower.endswith(".npy"):
+        return Raw(name, _decode_npy(data, name), NPY)
+    if lower.endswith(".png"):
         return _decode_png(data, name)
     raise DataError(f"{name}: unsupported image file; expected one of {', '.join(SUFFIXES)}")
 
@@ -65,16 +93,24 @@ def _decode_npy(data: bytes, name: str) -> np.ndarray:
         raise DataError(f"{name}: cannot read as a .npy array ({_first_line(exc)})") from None
 
 
-def _decode_png(data: bytes, name: str) -> np.ndarray:
+def _decode_png(data: bytes, name: str) -> Raw:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            mode, arr = image.mode, np.array(image)
+            mode = image.mode
+            if mode in _PALETTE_MODES:
+                image = image.convert("RGBA")
+            arr = np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{name}: cannot read as a PNG image ({_first_line(exc)})") from None
-    if mode not in _GRAY_MODES:
-        raise DataError(f"{name}: expected a grayscale PNG (8 or 16 bit), got mode {mode!r}")
-    return arr
+    if mode in _GRAY_MODES:
+        return Raw(name, arr, _GRAY_MODES[mode])
+    if mode in _COLOUR_MODES or mode in _PALETTE_MODES:
+        return Raw(name, arr, COLOUR)
+    raise DataError(
+        f"{name}: a PNG of mode {mode!r}; expected grayscale (8 or 16 bit) or "
+        "colour-mapped RGB/RGBA"
+    )
 
 
 def _first_line(exc: Exception) -> str:

@@ -16,10 +16,20 @@ windows, so fusing them beats either one and neither is near-perfect:
   since onset, and the clinical noise through wound area, exudate and infection,
   each with its own measurement noise; it never sees the local noise;
 - the thermal map sees h, local noise included, through an independent imaging
-  noise: the wound hot-spot is large and hot while inflamed, faint when remodeling.
+  noise: the wound hot-spot is large and hot while inflamed, faint when remodeling;
+- the depth map (optional, `depth_map` in data.modalities) sees h through a larger
+  imaging noise of its own: the wound bed is deep while inflamed, shallow when
+  remodeling.
 
-The cohort is a pure function of (patients, seed, image_size); the metadata does
-not depend on image_size.
+Real exports have several images of a visit, or none: with `images_per_visit` k > 1 a
+visit has 1 + Poisson(k - 1) images of each modality, its map plus retakes (the map
+shifted by a pixel or two, with its own sensor noise: they agree but are not copies),
+and `missing_images` leaves that share of (visit, modality) pairs without any image.
+
+The cohort is a pure function of (patients, seed, image_size, images_per_visit,
+missing_images); the metadata does not depend on the image settings. Every random
+stream is its own SeedSequence child, so a new option never moves an existing draw:
+with the defaults the cohort is the one of earlier versions, bit for bit.
 """
 
 from __future__ import annotations
@@ -30,22 +40,28 @@ import os
 import numpy as np
 import pandas as pd
 import yaml
+from PIL import Image
 
 from raycv.config import Config
+from raycv.data import colormap, images
 from raycv.data.dataset import Dataset
-from raycv.data.loading import (
-    DATASET_YAML,
-    METADATA_CSV,
-    Folder,
-    Settings,
-    assemble,
-    read_table,
-    resolve,
-)
+from raycv.data.folder import Folder
+from raycv.data.layout import MANIFEST, Located
+from raycv.data.loading import DATASET_YAML, METADATA_CSV, assemble
+from raycv.data.settings import Settings, resolve
+from raycv.data.table import read_table
 from raycv.errors import DataError
 
 CLASSES = ("I", "P", "R")
 MODALITY = "thermal_map"
+DEPTH = "depth_map"
+IMAGE_MODALITIES = (MODALITY, DEPTH)
+# SeedSequence children: one per random stream, in a fixed order (append, never insert)
+_STREAMS = ("cohort", MODALITY, DEPTH, f"{MODALITY} layout", f"{DEPTH} layout")
+# what a colour-mapped export spans: position 0..1 on the colormap is lo..hi (clipped)
+EXPORT_RANGE = {MODALITY: (26.0, 38.0), DEPTH: (-6.0, 2.0)}
+_UNITS = {MODALITY: "deg C", DEPTH: "mm (negative: below the skin)"}
+LAYOUTS = ("folder", "manifest")
 FEATURES = (
     "age",
     "sex",
@@ -76,6 +92,9 @@ _PATIENT_SD = 0.9  # residual patient effect, not explained by covariates
 _CLINICAL_SD = 0.2  # visit noise that the metadata sees (area, exudate, infection)
 _LOCAL_SD = 0.35  # visit noise that only the thermal map sees
 _IMAGE_SD = 1.25  # imaging noise on what the thermal map shows of h
+_DEPTH_SD = 2.0  # imaging noise on what the depth map shows of h: the weaker view
+_RETAKE_SD = {MODALITY: 0.1, DEPTH: 0.1}  # a retake's own sensor noise, in the map's units
+_RETAKE_SHIFT = 2  # a retake is shifted by up to this many pixels each way
 
 
 def synthetic_settings(config: Config) -> Settings:
@@ -86,63 +105,193 @@ def synthetic_settings(config: Config) -> Settings:
 def synthetic_dataset(config: Config) -> Dataset:
     """config.data.synthetic -> Dataset, checked and assembled exactly like a folder."""
     p = config.data.synthetic
-    frame, maps = synthesize(p.patients, p.seed, p.image_size)
     where = f"the synthetic cohort (patients={p.patients}, seed={p.seed})"
     settings = synthetic_settings(config)
-    table = read_table(frame, settings, where)
-    named = {}
     for modality in settings.image_modalities:
-        if modality not in maps:
+        if modality not in IMAGE_MODALITIES:
             raise DataError(
                 f"{where} has no image modality {modality!r} (data.modalities); "
-                f"it has {sorted(maps)}"
+                f"it has {list(IMAGE_MODALITIES)}"
             )
-        ids = table.sample_id
-        named[modality] = (
-            (f"{where}: {modality}/{i}", a) for i, a in zip(ids, maps[modality], strict=True)
-        )
-    return assemble(table, named, settings)
+    frame, maps = synthesize(
+        p.patients,
+        p.seed,
+        p.image_size,
+        images_per_visit=p.images_per_visit,
+        missing_images=p.missing_images,
+        modalities=settings.image_modalities,
+    )
+    table = read_table(frame, settings, where)
+    arrays, files = {}, {}
+    for modality in settings.image_modalities:
+        files[modality] = []
+        for sid, shots in zip(table.sample_id, maps[modality], strict=True):
+            keys = [f"{modality}/{sid}/{k}" for k in range(len(shots))]
+            arrays.update(zip(keys, shots, strict=True))
+            files[modality].append(keys)
+    hint = f"data.synthetic.missing_images={p.missing_images} leaves them out"
+    located = Located(files, "synthetic", hint, {})
+
+    def fetch(key: str) -> images.Raw:
+        return images.Raw(f"{where}: {key}", arrays[key], images.ARRAY)
+
+    return assemble(table, located, fetch, settings)
 
 
 def write_dataset(
-    out_dir: str | os.PathLike, patients: int = 268, seed: int = 0, image_size: int = 64
+    out_dir: str | os.PathLike,
+    patients: int = 268,
+    seed: int = 0,
+    image_size: int = 64,
+    *,
+    images_per_visit: int = 1,
+    missing_images: float = 0.0,
+    depth_map: bool = False,
+    colormap_name: str | None = None,
+    layout: str = "folder",
 ) -> str:
     """Write the cohort as a dataset folder (CONTRACTS section 1); returns out_dir.
 
-    Loading it back gives the same Dataset (same fingerprint) as the in-memory cohort.
+    Images are .npy arrays, or with `colormap_name` RGB PNGs colour-mapped on the fixed
+    EXPORT_RANGE of each modality (written into dataset.yaml's description), as a
+    clinic's software exports them. `layout` "folder" writes <modality>/<sample_id>.npy
+    (or a folder per visit when `images_per_visit` > 1); "manifest" writes the files flat
+    under files/ and lists them in images.csv. Loading it back gives the same Dataset
+    (same fingerprint) as the in-memory cohort for .npy files, and the same maps to
+    within the colormap's resolution for PNGs (as positions in [0, 1], not deg C).
     Refuses a folder that already holds a metadata.csv rather than mixing two cohorts.
     """
+    _check_write_options(images_per_visit, missing_images, colormap_name, layout)
     folder = Folder(out_dir)
     if folder.kind(METADATA_CSV).name != "NotFound":
         raise DataError(f"{folder.show(METADATA_CSV)} already exists; choose an empty folder")
-    frame, maps = synthesize(patients, seed, image_size)
-    for sid, arr in zip(frame["sample_id"], maps[MODALITY], strict=True):
-        buffer = io.BytesIO()
-        np.save(buffer, arr, allow_pickle=False)
-        folder.write(f"{MODALITY}/{sid}.npy", buffer.getvalue())
+    modalities = IMAGE_MODALITIES if depth_map else (MODALITY,)
+    frame, maps = synthesize(
+        patients,
+        seed,
+        image_size,
+        images_per_visit=images_per_visit,
+        missing_images=missing_images,
+        modalities=modalities,
+    )
+    ext = ".png" if colormap_name else ".npy"
+    manifest = []
+    for modality in modalities:
+        for sid, shots in zip(frame["sample_id"], maps[modality], strict=True):
+            for k, arr in enumerate(shots):
+                if layout == "manifest":
+                    rel = f"files/{sid}_{modality}_{k:02d}{ext}"
+                    manifest.append((sid, modality, rel))
+                elif images_per_visit == 1:
+                    rel = f"{modality}/{sid}{ext}"
+                else:
+                    rel = f"{modality}/{sid}/{k:02d}{ext}"
+                folder.write(rel, _encoded(arr, modality, colormap_name))
+    if layout == "manifest":
+        table = pd.DataFrame(manifest, columns=["sample_id", "modality", "path"])
+        folder.write(MANIFEST, table.to_csv(index=False).encode())
     spec = {
-        "description": f"raycv synthetic wound cohort (patients={patients}, seed={seed}, "
-        f"image_size={image_size})",
+        "description": _description(
+            patients, seed, image_size, images_per_visit, missing_images, colormap_name, modalities
+        ),
         "classes": list(CLASSES),
-        "modalities": ["metadata", MODALITY],
+        "modalities": ["metadata", *modalities],
     }
+    if colormap_name:
+        spec["colormaps"] = {m: colormap_name for m in modalities}
     folder.write(DATASET_YAML, yaml.safe_dump(spec, sort_keys=False).encode())
     # written last: its presence marks a complete folder
     folder.write(METADATA_CSV, frame.to_csv(index=False).encode())
     return str(out_dir)
 
 
+def _check_write_options(images_per_visit, missing_images, colormap_name, layout) -> None:
+    if images_per_visit < 1:
+        raise DataError(f"--images-per-visit={images_per_visit}: expected an int >= 1")
+    if not 0.0 <= missing_images < 1.0:
+        raise DataError(f"--missing-images={missing_images}: expected a share in [0, 1)")
+    if colormap_name is not None and not colormap.known(colormap_name):
+        raise DataError(f"--colormap={colormap_name!r} is not a matplotlib colormap (e.g. viridis)")
+    if layout not in LAYOUTS:
+        raise DataError(f"--layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
+
+
+def _encoded(arr: np.ndarray, modality: str, colormap_name: str | None) -> bytes:
+    buffer = io.BytesIO()
+    if colormap_name is None:
+        np.save(buffer, arr, allow_pickle=False)
+    else:
+        lo, hi = EXPORT_RANGE[modality]
+        rgb = colormap.decoder(colormap_name).encode((arr - lo) / (hi - lo))
+        Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _description(patients, seed, image_size, per_visit, missing, colormap_name, modalities):
+    text = (
+        f"raycv synthetic wound cohort (patients={patients}, seed={seed}, "
+        f"image_size={image_size}, images_per_visit={per_visit}, missing_images={missing})"
+    )
+    if colormap_name:
+        spans = "; ".join(
+            f"{m}: 0 = {EXPORT_RANGE[m][0]:g}, 1 = {EXPORT_RANGE[m][1]:g} {_UNITS[m]}"
+            for m in modalities
+        )
+        text += f". Images are {colormap_name} colour-mapped PNGs, clipped to: {spans}"
+    if missing:
+        text += ". Some visits have no image: load with data.missing_images=mask or drop"
+    return text
+
+
 def synthesize(
-    patients: int = 268, seed: int = 0, image_size: int = 64
-) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]]]:
-    """-> (metadata with sample_id, patient_id, label and FEATURES; {thermal_map: maps})."""
-    cohort_seed, image_seed = np.random.SeedSequence(seed).spawn(2)
-    frame, h = _cohort(patients, np.random.default_rng(cohort_seed))
-    rng = np.random.default_rng(image_seed)
-    seen = h + rng.normal(0.0, _IMAGE_SD, len(h))
+    patients: int = 268,
+    seed: int = 0,
+    image_size: int = 64,
+    *,
+    images_per_visit: int = 1,
+    missing_images: float = 0.0,
+    modalities: tuple[str, ...] = (MODALITY,),
+) -> tuple[pd.DataFrame, dict[str, list[list[np.ndarray]]]]:
+    """-> (metadata with sample_id, patient_id, label and FEATURES;
+    {image modality: per visit, its (S, S) float32 images (none, one or several)})."""
+    streams = dict(zip(_STREAMS, np.random.SeedSequence(seed).spawn(len(_STREAMS)), strict=True))
+    frame, h = _cohort(patients, np.random.default_rng(streams["cohort"]))
     patient = pd.factorize(frame["patient_id"])[0]
-    maps = _thermal_maps(seen, patient, patients, image_size, rng)
-    return frame, {MODALITY: list(maps)}
+    out = {}
+    for modality in modalities:
+        rng = np.random.default_rng(streams[modality])
+        if modality == MODALITY:
+            seen = h + rng.normal(0.0, _IMAGE_SD, len(h))
+            maps = _thermal_maps(seen, patient, patients, image_size, rng)
+        else:
+            seen = h + rng.normal(0.0, _DEPTH_SD, len(h))
+            maps = _depth_maps(seen, patient, patients, image_size, rng)
+        layout_rng = np.random.default_rng(streams[f"{modality} layout"])
+        out[modality] = _shots(maps, images_per_visit, missing_images, modality, layout_rng)
+    return frame, out
+
+
+def _shots(maps, per_visit: int, missing: float, modality: str, rng) -> list[list[np.ndarray]]:
+    """(N, S, S) maps -> each visit's images: none, its map, or its map and retakes."""
+    n = len(maps)
+    counts = np.ones(n, np.int64) if per_visit == 1 else 1 + rng.poisson(per_visit - 1, n)
+    if missing > 0:
+        counts[rng.random(n) < missing] = 0
+    sd = _RETAKE_SD[modality]
+    return [
+        [arr, *(_retake(arr, sd, rng) for _ in range(count - 1))] if count else []
+        for arr, count in zip(maps, counts, strict=True)
+    ]
+
+
+def _retake(arr: np.ndarray, noise_sd: float, rng: np.random.Generator) -> np.ndarray:
+    """The same wound imaged again: shifted a pixel or two (edges repeated), new noise."""
+    dy, dx = rng.integers(-_RETAKE_SHIFT, _RETAKE_SHIFT + 1, 2)
+    s = _RETAKE_SHIFT
+    padded = np.pad(arr, s, mode="edge")
+    h, w = arr.shape
+    moved = padded[s + dy : s + dy + h, s + dx : s + dx + w]
+    return (moved + rng.normal(0.0, noise_sd, arr.shape)).astype(np.float32)
 
 
 def _cohort(patients: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
@@ -272,6 +421,25 @@ def _thermal_maps(
 
     sensor = rng.normal(0.0, 0.05, (n, size, size))
     return (skin + wound + sensor).astype(np.float32)
+
+
+def _depth_maps(
+    seen: np.ndarray, patient: np.ndarray, patients: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(N, S, S) float32 mm relative to the skin: skin relief plus the wound bed's bowl."""
+    n = len(seen)
+    axis = np.linspace(-1.0, 1.0, size)
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")  # (S, S)
+    relief = 0.3 * _smooth_noise(n, size, 0.2, rng)
+    inflamed = 1.0 / (1.0 + np.exp(2.0 * (seen - sum(_THRESHOLDS) / 2)))
+    depth = 0.5 + 3.5 * inflamed  # mm below the skin at the bed's deepest point
+    radius = 0.15 + 0.12 * inflamed  # in half-widths of the map
+    centre = rng.uniform(-0.3, 0.3, (patients, 2))[patient] + rng.normal(0, 0.04, (n, 2))
+    dy = yy[None] - centre[:, 0, None, None]
+    dx = xx[None] - centre[:, 1, None, None]
+    bowl = np.exp(-(dx**2 + dy**2) / (2 * radius[:, None, None] ** 2))  # (N, S, S)
+    sensor = rng.normal(0.0, 0.05, (n, size, size))
+    return (relief - depth[:, None, None] * bowl + sensor).astype(np.float32)
 
 
 def _smooth_noise(n: int, size: int, scale: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""One image modality's files -> (S, S) float32 maps, and what `data check` says about them.
+
+A modality holds one kind of file: .npy arrays, 8-bit gray PNGs, 16-bit gray PNGs or
+colour-mapped PNGs encode different scales (deg C, 0..255, 0..65535, a colormap
+position in [0, 1]), so a mix would feed the CNN maps that disagree on what a value
+means. The first file of a second kind is refused, naming one file of each.
+
+A colour PNG is decoded on the modality's colormap (`data.colormaps`). Its pixels far
+from every colormap colour (annotations, background, fully transparent pixels) may be
+at most `data.max_off_colormap` of the image; they are filled with the median of the
+image's on-colormap values, a value the image already holds, so the fill adds no
+edge and no new level for the CNN to learn from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raycv.data import colormap, images
+from raycv.data.images import Raw
+from raycv.errors import DataError
+
+
+class ModalityReader:
+    """Checks, decodes and resizes one modality's images as they stream in; keeps stats."""
+
+    def __init__(self, modality: str, colormaps: dict[str, str], max_off: float, size: int):
+        self.modality = modality
+        self.colormap = colormaps.get(modality)
+        self._colormaps = colormaps
+        self._max_off = max_off
+        self._size = size
+        self._first_of_kind: dict[str, str] = {}
+        self._kinds: dict[str, int] = {}
+        self._heights: list[int] = []
+        self._widths: list[int] = []
+        self._off_files = 0
+        self._off_max = 0.0
+
+    def read(self, raw: Raw) -> np.ndarray:
+        """A decoded file -> its (S, S) float32 map."""
+        self._check_kind(raw)
+        arr = raw.array
+        if raw.kind == images.COLOUR:
+            arr = self._decode_colour(raw)
+        arr = images.check(arr, raw.name)
+        self._heights.append(arr.shape[0])
+        self._widths.append(arr.shape[1])
+        return images.resize(arr, self._size)
+
+    def summary(self) -> dict:
+        """Plain data for `data check` and provenance: count, sizes, kinds, colormap."""
+        n = len(self._heights)
+        out = {
+            "images": n,
+            "kinds": dict(self._kinds),
+            "colormap": self.colormap if images.COLOUR in self._kinds else None,
+        }
+        if n:
+            out["height"] = [min(self._heights), max(self._heights)]
+            out["width"] = [min(self._widths), max(self._widths)]
+        if images.COLOUR in self._kinds:
+            out["off_colormap"] = {"files": self._off_files, "max_share": self._off_max}
+        return out
+
+    def _check_kind(self, raw: Raw) -> None:
+        self._kinds[raw.kind] = self._kinds.get(raw.kind, 0) + 1
+        if raw.kind in self._first_of_kind:
+            return
+        if self._first_of_kind:
+            kind, first = next(iter(self._first_of_kind.items()))
+            raise DataError(
+                f"image modality {self.modality!r} mixes file kinds, which encode different "
+                f"scales: {first} is a {kind}, {raw.name} a {raw.kind}; convert them to one kind"
+            )
+        self._first_of_kind[raw.kind] = raw.name
+
+    def _decode_colour(self, raw: Raw) -> np.ndarray:
+        if self.colormap is None:
+            named = f" (it names {sorted(self._colormaps)})" if self._colormaps else ""
+            raise DataError(
+                f"{raw.name}: a colour PNG, but data.colormaps sets no colormap for "
+                f"{self.modality!r}{named}; set the one it was exported with, e.g. "
+                f"--set data.colormaps.{self.modality}=viridis (gray for gray stored as RGB)"
+            )
+        rgba = raw.array
+        if rgba.ndim != 3 or rgba.shape[-1] not in (3, 4) or rgba.dtype != np.uint8:
+            raise DataError(
+                f"{raw.name}: expected 8-bit RGB or RGBA, got {rgba.dtype} {rgba.shape}"
+            )
+        values, off = colormap.decoder(self.colormap).decode(rgba)
+        if off.any():
+            share = float(off.mean())
+            if share > self._max_off:
+                raise DataError(
+                    f"{raw.name}: {share:.1%} of its pixels are off the {self.colormap!r} "
+                    f"colormap (annotations, background or transparent), more than "
+                    f"data.max_off_colormap={self._max_off:g}; crop them, check "
+                    f"data.colormaps.{self.modality}, or raise data.max_off_colormap"
+                )
+            values[off] = np.median(values[~off])
+            self._off_files += 1
+            self._off_max = max(self._off_max, share)
+        return values
