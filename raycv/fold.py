@@ -23,7 +23,7 @@ from raycv.data.dataset import Dataset
 from raycv.folds import FoldSplit
 from raycv.metrics import kappa
 from raycv.models.cnn import ImageBranch, augment
-from raycv.models.forest import forest_probabilities
+from raycv.models.forest import dump_forest, forest_probabilities
 from raycv.models.fusion import LateFusion, fit_fusion_weights
 from raycv.models.visits import Batch, visit_mean
 from raycv.results import FoldResult
@@ -257,10 +257,11 @@ def run_fold(
 
 
 def fit_forest(ctx: FoldContext) -> dict:
-    """The forest's out-of-fold probabilities of the training rows and its test ones."""
+    """The forest's out-of-fold probabilities of the training rows, its test ones, and the
+    forest fit on the whole training fold (skops bytes: what `raycv predict` applies)."""
     if ctx.progress:
         ctx.progress(ctx.split.fold, "forest", 0, {"note": "fitting"})
-    oof, test, _ = forest_probabilities(
+    oof, test, model = forest_probabilities(
         ctx.dataset.features,
         ctx.dataset.y,
         ctx.dataset.patient_id,
@@ -271,7 +272,7 @@ def fit_forest(ctx: FoldContext) -> dict:
         ctx.seed("forest"),
         n_jobs=max(1, torch.get_num_threads()),
     )
-    return {"oof": oof, "test": test}
+    return {"oof": oof, "test": test, "model": dump_forest(model)}
 
 
 def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Split) -> dict:

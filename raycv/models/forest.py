@@ -19,6 +19,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from raycv.config import MetadataConfig
+from raycv.errors import RaycvError
+
+# What a stored forest may contain beyond what skops trusts by default: the fitted trees
+# and numpy dtypes. Anything else in a file is refused before it is loaded.
+TRUSTED_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree"]
 
 
 def build_forest(features: pd.DataFrame, cfg: MetadataConfig, seed: int, n_jobs: int) -> Pipeline:
@@ -92,3 +97,32 @@ def forest_probabilities(
     assert not np.isnan(oof).any(), "inner CV left a training sample without a probability"
     full = build_forest(X_train, cfg, seed, n_jobs).fit(X_train, y_train)
     return oof, aligned_proba(full, X.iloc[test], n_classes), full
+
+
+def dump_forest(pipeline: Pipeline) -> bytes:
+    """The fitted pipeline (imputation, encoding, forest) as skops bytes: no pickle."""
+    import skops.io
+
+    return skops.io.dumps(pipeline)
+
+
+def load_forest(data: bytes, where: str) -> Pipeline:
+    """skops bytes -> the fitted pipeline, refusing (one line naming `where`) a file
+    holding any type outside skops' defaults and TRUSTED_TYPES. Runs no code from it."""
+    import skops.io
+
+    try:
+        untrusted = set(skops.io.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
+        if untrusted:
+            raise RaycvError(
+                f"{where}: the stored forest holds types raycv does not trust "
+                f"({', '.join(sorted(untrusted))}); refused without loading it"
+            )
+        model = skops.io.loads(data, trusted=TRUSTED_TYPES)
+    except RaycvError:
+        raise
+    except Exception as exc:  # skops raises many kinds on a damaged file
+        raise RaycvError(f"{where}: cannot read the stored forest ({type(exc).__name__})") from None
+    if not isinstance(model, Pipeline):
+        raise RaycvError(f"{where}: the stored forest is a {type(model).__name__}, not a Pipeline")
+    return model
