@@ -1,3 +1,3 @@
 """raycv: leak-free, fold-parallel cross-validation of multimodal classifiers on Ray."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
