@@ -32,21 +32,35 @@ class LateFusion(nn.Module):
         from the branches it has, their weights renormalised to sum 1.
         """
         skip = skip or {}
-        probs, total, partial = 0.0, 0.0, False
-        for i, name in enumerate(self.names):
+        parts = []
+        for name in self.names:
             if name == "metadata":
-                p, present = batch.visits[name], None
+                parts.append((batch.visits[name], None))
             else:
                 per_image = self.branches[name](batch.images[name], skip.get(name, 0)).softmax(-1)
-                p, present = visit_mean(per_image, batch.owner[name], batch.n)  # (n, C)
-            if present is None:
-                probs, total = probs + self.weights[i] * p, total + self.weights[i]
-            else:
-                w = self.weights[i] * present.to(p.dtype)  # (n,): 0 where the visit has none
-                probs, total, partial = probs + w[:, None] * p, total + w, True
-        if partial:  # (n,) weight of the branches each visit has
-            probs = probs / torch.as_tensor(total)[:, None]
-        return torch.log(probs.clamp_min(1e-7))
+                parts.append(visit_mean(per_image, batch.owner[name], batch.n))  # (n, C)
+        return fuse(parts, self.weights)
+
+
+def fuse(
+    parts: list[tuple[torch.Tensor, torch.Tensor | None]], weights: torch.Tensor
+) -> torch.Tensor:
+    """Per branch (in the fusion's order) its (n, C) probabilities and (n,) has-it mask
+    (None: every visit has it) -> (n, C) fused log-probabilities.
+
+    A visit without some branch's input is fused from the branches it has, their weights
+    renormalised to sum 1. `raycv predict` fuses with this same function.
+    """
+    probs, total, partial = 0.0, 0.0, False
+    for w_m, (p, present) in zip(weights, parts, strict=True):
+        if present is None:
+            probs, total = probs + w_m * p, total + w_m
+        else:
+            w = w_m * present.to(p.dtype)  # (n,): 0 where the visit has none
+            probs, total, partial = probs + w[:, None] * p, total + w, True
+    if partial:  # (n,) weight of the branches each visit has
+        probs = probs / torch.as_tensor(total)[:, None]
+    return torch.log(probs.clamp_min(1e-7))
 
 
 class PrecomputedPrefix(nn.Module):
