@@ -70,6 +70,26 @@ def _categorical_as_object(features: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def predict_forest(model: Pipeline, features: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """(n, C) probabilities of a fitted pipeline for new visits, as the fold computed its
+    test probabilities. Each column is read the way the forest was trained on it: a
+    numeric column's text cells become missing (imputed), a categorical column's values
+    text; categories never seen in training encode as none of the known ones."""
+    encode = model.named_steps["encode"]
+    kinds = {name: cols for name, _, cols in encode.transformers_ if name != "remainder"}
+    X = features[list(model.feature_names_in_)].copy()
+    for c in kinds.get("numeric", []):
+        X[c] = pd.to_numeric(X[c], errors="coerce").astype(np.float64)
+    for c in kinds.get("categorical", []):
+        col = X[c]
+        if pd.api.types.is_numeric_dtype(col):  # 3.0 read as a number where "3" was trained
+            col = col.map(
+                lambda v: v if v != v else (str(int(v)) if float(v).is_integer() else str(v))
+            )
+        X[c] = col.astype(object)
+    return aligned_proba(model, _categorical_as_object(X), n_classes)
+
+
 def forest_probabilities(
     features: pd.DataFrame,
     y: np.ndarray,
