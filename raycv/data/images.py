@@ -37,7 +37,7 @@ class Raw:
     """One decoded file, not yet checked or resized."""
 
     name: str  # the file as messages show it
-    array: np.ndarray  # (H, W) as stored, or (H, W, 3 | 4) uint8 for a colour PNG
+    array: np.ndarray  # (H, W) as stored, or (H, W, 4) uint8 RGBA for a colour PNG
     kind: str  # one of NPY, GRAY8, GRAY16, COLOUR, ARRAY
 
 
@@ -64,7 +64,7 @@ def check(arr: np.ndarray, name: str) -> np.ndarray:
         raise DataError(f"{name}: expected a 2-D array (H, W), got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DataError(f"{name}: the array is empty, shape {arr.shape}")
-    out = arr.astype(np.float32)
+    out = arr.astype(np.float32, copy=False)
     bad = ~np.isfinite(out)  # after the cast, so float64 values beyond float32 count too
     if bad.any():
         raise DataError(
@@ -82,8 +82,10 @@ def resize(arr: np.ndarray, size: int) -> np.ndarray:
     """
     if arr.shape == (size, size):
         return arr
-    image = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))  # mode 'F'
-    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    image = Image.frombuffer("F", (arr.shape[1], arr.shape[0]), arr, "raw", "F", 0, 1)
+    out = image.resize((size, size), Image.Resampling.BILINEAR).tobytes()
+    return np.frombuffer(out, dtype=np.float32).reshape(size, size)
 
 
 def _decode_npy(data: bytes, name: str) -> np.ndarray:
@@ -96,11 +98,17 @@ def _decode_npy(data: bytes, name: str) -> np.ndarray:
 def _decode_png(data: bytes, name: str) -> Raw:
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.load()
             mode = image.mode
             if mode in _PALETTE_MODES:
                 image = image.convert("RGBA")
-            arr = np.asarray(image)
+            if image.mode in _COLOUR_MODES:
+                # RGBX pads RGB with an opaque alpha: every colour PNG arrives as (H, W, 4)
+                raw = "RGBA" if image.mode == "RGBA" else "RGBX"
+                flat = np.frombuffer(image.tobytes("raw", raw), dtype=np.uint8)
+                arr = flat.reshape(image.height, image.width, 4)
+            else:
+                image.load()
+                arr = np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{name}: cannot read as a PNG image ({_first_line(exc)})") from None
     if mode in _GRAY_MODES:

@@ -40,10 +40,10 @@ class ModalityReader:
     def read(self, raw: Raw) -> np.ndarray:
         """A decoded file -> its (S, S) float32 map."""
         self._check_kind(raw)
-        arr = raw.array
         if raw.kind == images.COLOUR:
-            arr = self._decode_colour(raw)
-        arr = images.check(arr, raw.name)
+            arr = self._decode_colour(raw)  # finite float32 (H, W) by construction
+        else:
+            arr = images.check(raw.array, raw.name)
         self._heights.append(arr.shape[0])
         self._widths.append(arr.shape[1])
         return images.resize(arr, self._size)
@@ -83,13 +83,8 @@ class ModalityReader:
                 f"{self.modality!r}{named}; set the one it was exported with, e.g. "
                 f"--set data.colormaps.{self.modality}=viridis (gray for gray stored as RGB)"
             )
-        rgba = raw.array
-        if rgba.ndim != 3 or rgba.shape[-1] not in (3, 4) or rgba.dtype != np.uint8:
-            raise DataError(
-                f"{raw.name}: expected 8-bit RGB or RGBA, got {rgba.dtype} {rgba.shape}"
-            )
-        values, off = colormap.decoder(self.colormap).decode(rgba)
-        if off.any():
+        values, off = colormap.decoder(self.colormap).decode(raw.array)
+        if off is not None:
             share = float(off.mean())
             if share > self._max_off:
                 raise DataError(
