@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -110,19 +111,64 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_sub.add_parser(
         "synth",
         help="write the built-in synthetic wound cohort in the on-disk format",
-        description="Write the synthetic cohort (metadata.csv, thermal_map/*.npy, dataset.yaml).",
+        description="Write the synthetic cohort (metadata.csv, thermal_map/*.npy, dataset.yaml). "
+        "The options make it look like a clinic's export: several images per visit, colour-"
+        "mapped PNGs, a depth map, visits without images, a manifest (images.csv).",
     )
     synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--patients", type=int, default=268)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--image-size", type=int, default=64)
+    synth.add_argument(
+        "--patients", type=int, default=268, help="patients in the cohort (default %(default)s)"
+    )
+    synth.add_argument("--seed", type=int, default=0, help="cohort seed (default %(default)s)")
+    synth.add_argument(
+        "--image-size", type=int, default=64, help="side of the maps (default %(default)s)"
+    )
+    synth.add_argument(
+        "--images-per-visit",
+        type=int,
+        default=1,
+        metavar="K",
+        help="1: one image per visit (default); K > 1: 1 + Poisson(K - 1) per visit and modality",
+    )
+    synth.add_argument(
+        "--missing-images",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of (visit, modality) pairs written without any image (default 0)",
+    )
+    synth.add_argument(
+        "--depth-map", action="store_true", help="add a depth_map modality with a weaker signal"
+    )
+    synth.add_argument(
+        "--colormap",
+        metavar="NAME",
+        help="write RGB PNGs colour-mapped with this matplotlib colormap (e.g. viridis) on a "
+        "fixed range named in dataset.yaml, instead of .npy",
+    )
+    synth.add_argument(
+        "--layout",
+        choices=("folder", "manifest"),
+        default="folder",
+        help="folder: <modality>/<sample_id>[.npy|/] (default); manifest: files/ + images.csv",
+    )
     check = data_sub.add_parser(
         "check",
         help="validate a dataset folder and print its class and patient counts",
-        description="Validate a dataset folder as `raycv run` would, and summarise it.",
+        description="Validate a dataset folder as `raycv run` would, and summarise it: classes, "
+        "missing cells per column, columns read as numbers despite text, images per visit, "
+        "original sizes, file kinds, colormaps, dropped visits.",
     )
     check.add_argument("path", help="dataset folder")
     check.add_argument("--config", help="experiment YAML whose data.* settings apply")
+    check.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set data.colormaps.thermal_map=viridis (repeatable)",
+    )
     return parser
 
 
@@ -200,10 +246,24 @@ def cmd_data(args) -> int:
     from raycv.data import check_dataset, write_dataset
 
     if args.data_command == "synth":
-        write_dataset(Path(args.out), args.patients, args.seed, args.image_size)
+        write_dataset(
+            Path(args.out),
+            args.patients,
+            args.seed,
+            args.image_size,
+            images_per_visit=args.images_per_visit,
+            missing_images=args.missing_images,
+            depth_map=args.depth_map,
+            colormap_name=args.colormap,
+            layout=args.layout,
+        )
         print(f"wrote the synthetic cohort ({args.patients} patients) to {args.out}")
         return 0
-    config = config_mod.load(args.config) if args.config else config_mod.Config()
+    if args.config:
+        config = config_mod.load(args.config, args.overrides)
+    else:
+        overrides = [config_mod.parse_override(o) for o in args.overrides]
+        config = config_mod.from_dict({}, overrides)
     print(check_dataset(args.path, config))
     return 0
 
@@ -215,7 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         commands = {"tune": cmd_tune, "submit": cmd_submit, "report": cmd_report}
-        return commands.get(args.command, cmd_data)(args)
+        code = commands.get(args.command, cmd_data)(args)
+        # inside the try, so a reader that stopped early (`raycv data check DIR | head`)
+        # is met here and not by the interpreter's exit flush
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader has gone: send what is left nowhere and end quietly, like a Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except RaycvError as exc:
         print(f"raycv: error: {exc}", file=sys.stderr)
         return 2
