@@ -19,10 +19,14 @@ from raycv.data.synthetic import synthesize, synthetic_dataset, synthetic_settin
 from raycv.errors import DataError
 
 
-def load_dataset(config: Config) -> Dataset:
-    """The validated Dataset of a config: data.path if set, else the synthetic cohort."""
+def load_dataset(config: Config, labels: str = "required") -> Dataset:
+    """The validated Dataset of a config: data.path if set, else the synthetic cohort.
+
+    labels="optional": a folder without a label column loads as new visits to predict
+    (notes["unlabelled"]; y is then 0 everywhere and means nothing).
+    """
     if config.data.path is not None:
-        return load_folder(config)
+        return load_folder(config, labels_optional=labels == "optional")
     return synthetic_dataset(config)
 
 

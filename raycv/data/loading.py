@@ -50,6 +50,13 @@ def folder_settings(config: Config) -> Settings:
     return resolve(config, _read_spec(folder), header(text, where))
 
 
+def read_header(config: Config) -> list[str]:
+    """The column names of data.path's metadata.csv (nothing else is read)."""
+    folder = _open(config.data.path)
+    where = folder.show(METADATA_CSV)
+    return header(decode_text(folder.read(METADATA_CSV), config.data.encoding, where), where)
+
+
 def _open(path: str) -> Folder:
     folder = Folder(path)
     if folder.kind() != pafs.FileType.Directory:
@@ -140,6 +147,7 @@ def assemble(
         }
     notes = {
         "layout": located.source,
+        "unlabelled": not table.labelled,
         "warnings": list(table.warnings),
         "dropped": dropped,
         "images": stats,
@@ -155,14 +163,14 @@ def assemble(
     )
 
 
-def load_folder(config: Config) -> Dataset:
+def load_folder(config: Config, labels_optional: bool = False) -> Dataset:
     """data.path -> Dataset; refuses a bad table or layout before reading a single image."""
     folder = _open(config.data.path)
     where = folder.show(METADATA_CSV)
     text = decode_text(folder.read(METADATA_CSV), config.data.encoding, where)
     names = header(text, where)
     settings = resolve(config, _read_spec(folder), names)
-    table = read_table(parse_csv(text, names, settings, where), settings, where)
+    table = read_table(parse_csv(text, names, settings, where), settings, where, labels_optional)
     located = locate(folder, table.sample_id, settings)
 
     def fetch(rel: str) -> images.Raw:  # lazily: one raw image in memory at a time

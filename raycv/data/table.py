@@ -51,6 +51,7 @@ class Table:
     y: np.ndarray  # (N,) int64 class index
     features: pd.DataFrame  # (N, F) float64 or object columns, NaN where missing
     warnings: tuple[str, ...] = ()  # one line each: columns read as numbers despite text
+    labelled: bool = True  # False: new visits without a label column (raycv predict); y = 0
 
     def take(self, keep: np.ndarray) -> Table:
         """The rows where `keep` (bool) is true, in order (visits dropped for images)."""
@@ -60,6 +61,7 @@ class Table:
             self.y[keep],
             self.features[keep].reset_index(drop=True),
             self.warnings,
+            self.labelled,
         )
 
 
@@ -119,10 +121,18 @@ def row(sample_id: np.ndarray, i: int) -> str:
     return f"row {i + 1} (sample_id {str(sample_id[i])!r})"
 
 
-def read_table(frame: pd.DataFrame, settings: Settings, where: str) -> Table:
-    """Check the metadata table and turn it into arrays; `where` names it in messages."""
+def read_table(
+    frame: pd.DataFrame, settings: Settings, where: str, labels_optional: bool = False
+) -> Table:
+    """Check the metadata table and turn it into arrays; `where` names it in messages.
+
+    labels_optional: a table without the label column is new visits to predict.
+    """
     cols = settings.columns
     roles = {"sample_id": cols.sample_id, "patient_id": cols.patient_id, "label": cols.label}
+    labelled = cols.label in frame.columns or not labels_optional
+    if not labelled:
+        roles.pop("label")
     for role, name in roles.items():
         if name not in frame.columns:
             hint = ""
@@ -157,11 +167,14 @@ def read_table(frame: pd.DataFrame, settings: Settings, where: str) -> Table:
                 "each sample (visit) needs its own id"
             )
         seen[sid] = i
-    y = _label_indices(frame[cols.label], settings.classes, sample_id, where)
+    if labelled:
+        y = _label_indices(frame[cols.label], settings.classes, sample_id, where)
+    else:
+        y = np.zeros(len(sample_id), dtype=np.int64)
     features, warnings = _features(frame, settings.features, sample_id, where)
     for line in warnings:
         log.warning(line)
-    return Table(sample_id, ids["patient_id"], y, features, tuple(warnings))
+    return Table(sample_id, ids["patient_id"], y, features, tuple(warnings), labelled)
 
 
 def _check_feature_names(settings: Settings, names: list[str], roles: set, where: str) -> None:
