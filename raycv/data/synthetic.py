@@ -93,8 +93,8 @@ _CLINICAL_SD = 0.2  # visit noise that the metadata sees (area, exudate, infecti
 _LOCAL_SD = 0.35  # visit noise that only the thermal map sees
 _IMAGE_SD = 1.25  # imaging noise on what the thermal map shows of h
 _DEPTH_SD = 2.0  # imaging noise on what the depth map shows of h: the weaker view
-_RETAKE_SD = {MODALITY: 0.1, DEPTH: 0.1}  # a retake's own sensor noise, in the map's units
-_RETAKE_SHIFT = 2  # a retake is shifted by up to this many pixels each way
+_RETAKE_SD = {MODALITY: 0.05, DEPTH: 0.05}  # a retake's own sensor noise, in the map's units
+_RETAKE_SHIFT = 0.03  # a retake is shifted by up to this share of the side (>= 1 pixel) each way
 
 
 def synthetic_settings(config: Config) -> Settings:
@@ -285,9 +285,9 @@ def _shots(maps, per_visit: int, missing: float, modality: str, rng) -> list[lis
 
 
 def _retake(arr: np.ndarray, noise_sd: float, rng: np.random.Generator) -> np.ndarray:
-    """The same wound imaged again: shifted a pixel or two (edges repeated), new noise."""
-    dy, dx = rng.integers(-_RETAKE_SHIFT, _RETAKE_SHIFT + 1, 2)
-    s = _RETAKE_SHIFT
+    """The same wound imaged again: shifted a little (edges repeated), with new noise."""
+    s = max(1, round(_RETAKE_SHIFT * arr.shape[0]))
+    dy, dx = rng.integers(-s, s + 1, 2)
     padded = np.pad(arr, s, mode="edge")
     h, w = arr.shape
     moved = padded[s + dy : s + dy + h, s + dx : s + dx + w]
