@@ -72,10 +72,13 @@ def _images(dataset: Dataset) -> list[str]:
         lines.append(f"    files: {kinds}")
         if s.get("colormap"):
             off = s["off_colormap"]
-            lines.append(
-                f"    colormap: {s['colormap']} (pixels off it, filled with the image's median: "
-                f"in {off['files']} files, at most {off['max_share']:.1%} of one)"
+            where = (
+                f"in {off['files']} files, at most {off['max_share']:.1%} of one, filled with "
+                "that image's median"
+                if off["files"]
+                else "none"
             )
+            lines.append(f"    colormap: {s['colormap']}; pixels off it: {where}")
         if s.get("ignored"):
             lines.append(f"    ignored: {s['ignored']} files that are no visit's image")
     return lines
