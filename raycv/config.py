@@ -14,7 +14,7 @@ import dataclasses
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -128,15 +128,27 @@ class CVConfig:
 
 @dataclass
 class MetadataConfig:
-    n_estimators: int = 500
-    max_depth: int | None = None
-    class_weight: Literal["balanced", "none"] = "balanced"
-    min_samples_leaf: int = 1
-    # patient-grouped inner folds that give out-of-fold forest probabilities (CONTRACTS 4.3)
+    n_estimators: int = 500  # trees of the random forest on the metadata features
+    max_depth: int | None = None  # deepest a tree may grow; null: until its leaves are pure
+    class_weight: Literal["balanced", "none"] = "balanced"  # forest class weighting
+    min_samples_leaf: int = 1  # fewest training samples a forest leaf may hold
+    # patient-grouped inner folds that give the fusion out-of-fold forest probabilities
     inner_folds: int = 5
 
     def __post_init__(self):
         _require(self.n_estimators >= 1, "metadata.n_estimators", self.n_estimators, "an int >= 1")
+        _require(
+            self.max_depth is None or self.max_depth >= 1,
+            "metadata.max_depth",
+            self.max_depth,
+            "an int >= 1 or null",
+        )
+        _require(
+            self.min_samples_leaf >= 1,
+            "metadata.min_samples_leaf",
+            self.min_samples_leaf,
+            "an int >= 1",
+        )
         _require(self.inner_folds >= 2, "metadata.inner_folds", self.inner_folds, "an int >= 2")
 
 
@@ -151,36 +163,49 @@ class ImageConfig:
     # output channels of each conv-BN-ReLU-pool block; its length is the depth
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     dropout: float = 0.3  # before the classification head
-    batch_size: int = 32
+    batch_size: int = 32  # images per training step, in every phase that trains a branch
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         _require(len(self.channels) >= 1, "image.channels", self.channels, "one or more ints")
+        _require(all(c >= 1 for c in self.channels), "image.channels", self.channels, "ints >= 1")
         _require(0.0 <= self.dropout < 1.0, "image.dropout", self.dropout, "a float in [0, 1)")
         _require(self.batch_size >= 1, "image.batch_size", self.batch_size, "an int >= 1")
 
 
 @dataclass
 class PhaseConfig:
-    epochs: int = 100
-    lr: float = 1e-3
-    patience: int = 10
-    min_delta: float = 0.0
+    SECTION: ClassVar[str] = "phase"  # the dotted prefix its keys are named by
+
+    epochs: int = 100  # most epochs the phase trains (early stopping may end it sooner)
+    lr: float = 1e-3  # Adam learning rate
+    patience: int = 10  # epochs without an improvement before early stopping ends the phase
+    min_delta: float = 0.0  # smallest change of the monitored score that counts as one
+
+    def __post_init__(self):
+        key = self.SECTION
+        _require(self.epochs >= 1, f"{key}.epochs", self.epochs, "an int >= 1")
+        _require(self.lr > 0, f"{key}.lr", self.lr, "a number > 0")
+        _require(self.patience >= 1, f"{key}.patience", self.patience, "an int >= 1")
+        _require(self.min_delta >= 0, f"{key}.min_delta", self.min_delta, "a number >= 0")
 
 
 @dataclass
 class PretrainConfig(PhaseConfig):
-    class_weight: Literal["balanced", "none"] = "balanced"
+    SECTION: ClassVar[str] = "pretrain"
+    class_weight: Literal["balanced", "none"] = "balanced"  # CNN loss weighting by class
 
 
 @dataclass
 class Stage1Config(PhaseConfig):
+    SECTION: ClassVar[str] = "stage1"
     epochs: int = 30
     lr: float = 1e-4
 
 
 @dataclass
 class Stage2Config(PhaseConfig):
+    SECTION: ClassVar[str] = "stage2"
     lr: float = 1e-6
     min_delta: float = 0.0005
     # trailing blocks of each image branch unfrozen (the head counts as the last block)
@@ -189,6 +214,7 @@ class Stage2Config(PhaseConfig):
     batchnorm: Literal["frozen", "train"] = "frozen"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.unfreeze_depth != "all":
             _require(
                 self.unfreeze_depth >= 1,
@@ -203,17 +229,20 @@ class FusionConfig:
     # late-fusion weight per branch, normalised to sum 1. None: metadata 0.7 and 0.3 shared
     # by the image branches (the design's 70/30); a given mapping must name every branch
     weights: dict[str, float] | None = None
+    # fixed: the weights above; learned: fitted on the inner-validation split's probabilities
     mode: Literal["fixed", "learned"] = "fixed"
 
 
 @dataclass
 class EarlyStoppingConfig:
+    # inner-validation score that early stopping and the stage 1 / stage 2 choice follow;
+    # where kappa is undefined (one class in a split) the loss decides, with a warning
     monitor: Literal["val_kappa", "val_loss"] = "val_kappa"
 
 
 @dataclass
 class MetricsConfig:
-    kappa_weights: Literal["none", "linear", "quadratic"] = "quadratic"
+    kappa_weights: Literal["none", "linear", "quadratic"] = "quadratic"  # Cohen's kappa weighting
 
 
 @dataclass
@@ -251,9 +280,10 @@ class TuneConfig:
     # (hi included) | {choice: [v, ...]}. None: stage2.lr log-uniform 1e-8..1e-6 and
     # stage2.unfreeze_depth over 1..all blocks
     space: dict[str, dict] | None = None
-    num_samples: int = 8
-    max_concurrent_trials: int = 2
-    search_alg: Literal["random", "optuna"] = "random"
+    num_samples: int = 8  # trials, each a full cross-validation
+    max_concurrent_trials: int = 2  # trials at once; each gets that share of the fold lanes
+    search_alg: Literal["random", "optuna"] = "random"  # random is seeded by cv.seed
+    # asha: trials report after each fold in fold order and weak ones stop at a rung
     scheduler: Literal["none", "asha"] = "none"
     # compute the phases no searched key changes (forest, pretraining, stage 1) once per
     # fold and share them across trials and searches
@@ -279,7 +309,7 @@ class TrackingConfig:
 
 @dataclass
 class Config:
-    name: str = "experiment"
+    name: str = "experiment"  # names the run folder (runs/<name>); default: the file's stem
     data: DataConfig = field(default_factory=DataConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
@@ -600,6 +630,11 @@ def config_type(dotted: str):
     raise ConfigError(f"{dotted!r} names a section, not a key")
 
 
+def takes_fraction(dotted: str) -> bool:
+    """Whether a key accepts a non-integer number (so a continuous range may search it)."""
+    return _coerce(0.5, config_type(dotted)) is not _NO
+
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -610,4 +645,5 @@ __all__ = [
     "flatten",
     "differing_keys",
     "config_type",
+    "takes_fraction",
 ]

@@ -62,6 +62,16 @@ def test_overrides_apply_in_order():
         ("resources.per_fold.cpu=0", ["resources.per_fold.cpu"]),
         ("cv.inner_val_fraction=0.7", ["cv.inner_val_fraction"]),
         ("fusion.weights.metadata=-1", ["fusion.weights"]),
+        ("pretrain.epochs=0", ["pretrain.epochs=0", ">= 1"]),
+        ("stage1.epochs=-3", ["stage1.epochs=-3"]),
+        ("stage2.lr=-1e-6", ["stage2.lr=-1e-06", "> 0"]),
+        ("pretrain.lr=0", ["pretrain.lr=0.0", "> 0"]),
+        ("stage2.patience=-1", ["stage2.patience=-1", ">= 1"]),
+        ("pretrain.min_delta=-0.1", ["pretrain.min_delta=-0.1"]),
+        ("image.channels=[16, 0]", ["image.channels=[16, 0]", ">= 1"]),
+        ("image.channels=[-4]", ["image.channels=[-4]"]),
+        ("metadata.min_samples_leaf=0", ["metadata.min_samples_leaf=0", ">= 1"]),
+        ("metadata.max_depth=0", ["metadata.max_depth=0"]),
     ],
 )
 def test_bad_keys_and_values_are_refused_by_name(override, words):
