@@ -14,21 +14,30 @@ from raycv.errors import RaycvError
 EXECUTORS = ("ray", "sequential")
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment YAML (see experiments/)")
+def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set stage2.lr=1e-7 (repeatable, applied in order)",
+        help="override a config key, e.g. --set stage2.lr=1e-7 (repeatable, applied in order; "
+        "`raycv config` lists the keys)",
     )
-    p.add_argument(
-        "--output", help="run folder (default runs/<name>); a path, or a URI such as s3://b/p"
-    )
+
+
+def _add_config_args(
+    p: argparse.ArgumentParser,
+    output_help: str = "run folder (default runs/<name>); a path, or a URI such as s3://b/p",
+    output_required: bool = False,
+) -> None:
+    p.add_argument("config", help="experiment YAML (see experiments/)")
+    _add_overrides(p)
+    p.add_argument("--output", required=output_required, help=output_help)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    mode.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run (its folder must exist)"
+    )
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("-v", "--verbose", action="store_true", help="layer-level logs, Ray's own logs")
 
@@ -71,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(the best trial's run folder) and summary.json with the best trial's (optimistic) "
         "and the nested outer kappa.",
     )
-    _add_config_args(tune_p)
+    _add_config_args(
+        tune_p,
+        output_help="tune folder (default runs/<name>-tune); a local path, or one every node "
+        "of a cluster sees (not a URI)",
+    )
     tune_p.add_argument(
         "--address",
         help="join this Ray cluster ('auto' or host:port); default: start a private local Ray",
@@ -85,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sees, or a URI). Prints the job id and how to follow its logs; --wait streams "
         "them and exits with the job's status.",
     )
-    _add_config_args(submit)
+    _add_config_args(
+        submit,
+        output_help="the job's run folder: a URI such as s3://b/p, or an absolute path every "
+        "node of the cluster sees",
+        output_required=True,
+    )
     submit.add_argument(
         "--address",
         help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS)",
@@ -105,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap", type=int, default=2000, help="bootstrap resamples of patients (default 2000)"
     )
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    config_p = sub.add_parser(
+        "config",
+        help="list every config key with its value and meaning",
+        description="Print every config key (the dotted names --set takes) with its value "
+        "and a one-line meaning: the defaults, or CONFIG's values with the --set overrides "
+        "applied. Validates as `run` would, so a bad key or value is refused the same way.",
+    )
+    config_p.add_argument("config", nargs="?", help="experiment YAML (default: none, the defaults)")
+    _add_overrides(config_p)
 
     data = sub.add_parser("data", help="make or check datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -181,12 +209,31 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
-def cmd_run(args) -> int:
+def _load_config(args):
+    """The config of a command, checked: every refusal that needs only the config happens
+    here, before torch, scikit-learn or ray are imported (seconds on a small machine)."""
     from raycv import config as config_mod
+
+    return config_mod.load(args.config, args.overrides)
+
+
+def _print_report_line(page: str | None, folder) -> None:
+    if page:
+        print(f"report: {page}")
+    else:
+        print(f"report: not written (see the warning above); retry with `raycv report {folder}`")
+
+
+def cmd_run(args) -> int:
+    from raycv.orchestration.placement import check_gpu_request, cluster_address
+
+    config = _load_config(args)
+    joined = args.executor == "ray" and cluster_address(args.address) is not None
+    check_gpu_request(config, joined)  # a GPU no device here has: refused, not awaited
     from raycv.experiment import prepare, run_cv
+    from raycv.publish import publish
     from raycv.report.text import kappa_table, stage_table
 
-    config = config_mod.load(args.config, args.overrides)
     prepared = prepare(config)  # every refusal happens here, before any folder or Ray exists
     if args.executor == "sequential":
         from raycv.orchestration.sequential import run_sequential
@@ -208,21 +255,45 @@ def cmd_run(args) -> int:
     stages = stage_table(outcome.summary)
     if stages:
         print("\n" + stages)
+    page = publish(outcome.folder, prepared.config.tracking)
     print(f"\nresults: {outcome.folder}")
+    _print_report_line(page, outcome.folder)
     return 0
 
 
 def cmd_tune(args) -> int:
-    from raycv import config as config_mod
+    from raycv.errors import RunFolderError
+    from raycv.orchestration.placement import check_gpu_request, cluster_address
+    from raycv.orchestration.tune_space import check_search
+
+    config = _load_config(args)
+    check_search(config)  # the space, the modalities, the search algorithm's library
+    if args.output and "://" in args.output:
+        raise RunFolderError("raycv tune writes to a local or shared path, not a URI (yet)")
+    check_gpu_request(config, joined=cluster_address(args.address) is not None)
     from raycv.experiment import prepare
     from raycv.orchestration.tune import tune_experiment
+    from raycv.publish import publish
 
-    prepared = prepare(config_mod.load(args.config, args.overrides))
-    folder, _, table = tune_experiment(
-        prepared, args.output, args.resume, args.overwrite, args.address, args.verbose
+    outcome = tune_experiment(
+        prepare(config), args.output, args.resume, args.overwrite, args.address, args.verbose
     )
-    print(table)
-    print(f"\nresults: {folder}  (best config: {folder.path / 'best.yaml'})")
+    print(outcome.table)
+    page = publish(outcome.folder)  # a search is tracked while it runs (Tune's callbacks)
+    print(f"\nresults: {outcome.folder}  (best config: {outcome.folder.path / 'best.yaml'})")
+    _print_report_line(page, outcome.folder)
+    return 0
+
+
+def cmd_config(args) -> int:
+    from raycv import config as config_mod
+    from raycv.config_keys import describe
+
+    if args.config:
+        config = config_mod.load(args.config, args.overrides)
+    else:
+        config = config_mod.from_dict({}, [config_mod.parse_override(o) for o in args.overrides])
+    print(describe(config))
     return 0
 
 
@@ -274,7 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
-        commands = {"tune": cmd_tune, "submit": cmd_submit, "report": cmd_report}
+        commands = {
+            "tune": cmd_tune,
+            "submit": cmd_submit,
+            "report": cmd_report,
+            "config": cmd_config,
+        }
         code = commands.get(args.command, cmd_data)(args)
         # inside the try, so a reader that stopped early (`raycv data check DIR | head`)
         # is met here and not by the interpreter's exit flush

@@ -1,5 +1,8 @@
 """`run_cv`: validate everything, claim the run folder, run the folds, write the results.
 
+Compute only: the report and the tracking of the finished folder are the caller's
+(publish.py), so nothing here imports the report.
+
 Shaped like scikit-learn's cross_validate: check once at the boundary, dispatch one
 `run_fold` per split through an executor, get plain records back, then aggregate.
 The executor only decides where and when folds run; the numbers are the same.
@@ -23,10 +26,9 @@ from raycv.data.dataset import Dataset
 from raycv.folds import FoldSplit, folds_table, outer_folds, plan_folds, read_folds_file
 from raycv.progress import ProgressBoard
 from raycv.provenance import now, provenance
-from raycv.report import try_build_report
-from raycv.report.tracking import check_tracking, track_run
 from raycv.results import FoldResult, history_table, model_names, predictions_table, summarize
 from raycv.runfolder import RunFolder
+from raycv.tracking import check_tracking
 
 
 @dataclass
@@ -80,9 +82,8 @@ Executor = Callable[[Prepared, RunFolder, ProgressBoard], list[FoldResult]]
 
 @dataclass
 class RunOutcome:
-    folder: RunFolder
+    folder: RunFolder  # written and uploaded; still open for the report (publish.py)
     summary: dict
-    resumed: bool
 
 
 def default_output(config: Config) -> Path:
@@ -110,6 +111,13 @@ def run_cv(
             f"{len(prepared.dataset)} samples, {len(np.unique(prepared.dataset.patient_id))} "
             f"patients, {len(prepared.plans)} folds, executor {executor_name} -> {folder}"
         )
+        if config.fusion.mode == "fixed":
+            # stage1.epochs would otherwise look ignored: with fixed weights and a frozen
+            # image branch no weight can change, so the stage is a single evaluation
+            board.say(
+                "raycv: stage 1 has nothing to train (fixed fusion weights, frozen image "
+                "branch): it is evaluated once per fold, and stage1.epochs does not apply"
+            )
         results = executor(prepared, folder, board)
     finally:
         board.close()
@@ -117,11 +125,8 @@ def run_cv(
     folder.write_json(
         "provenance.json", provenance(prepared.dataset.fingerprint(), started, executor_name)
     )
-    try_build_report(folder.path)  # report.html/.md + figures; a failure only warns
-    track_run(folder.path, config.tracking)
     folder.sync()
-    folder.close()
-    return RunOutcome(folder, summary, resumed)
+    return RunOutcome(folder, summary)
 
 
 def write_results(

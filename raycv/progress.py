@@ -1,7 +1,9 @@
 """Progress of a running cross-validation: which fold is in which phase, its latest kappa.
 
-The terminal gets one compact line per phase change (and at most one every few seconds
-otherwise); the run folder's `run.log` gets every event. Executors feed `update` from
+The terminal gets a status line per phase change and at least one every 10 s while
+folds run or wait (`due` / `show`, which the executors' wait loops call), and one line
+per finished fold; a finished fold then counts in the status line instead of being
+listed again. The run folder's `run.log` gets every event. Executors feed `update` from
 wherever the folds run (in-process, or via a Ray actor).
 """
 
@@ -12,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 from typing import TextIO
+
+WAITING = "waiting"  # the state of a fold nothing has been heard from yet
 
 
 class ProgressBoard:
@@ -24,7 +28,8 @@ class ProgressBoard:
         quiet: bool = False,
     ):
         self.n_folds = n_folds
-        self.state: dict[int, str] = {k: "waiting" for k in range(n_folds)}
+        self.state: dict[int, str] = {k: WAITING for k in range(n_folds)}
+        self.finished: set[int] = set()
         self.stream = None if quiet else (stream or sys.stderr)
         self.every = every_seconds
         self.started = time.time()
@@ -47,13 +52,28 @@ class ProgressBoard:
         phase_changed = not self.state.get(fold, "").startswith(where)
         self.state[fold] = f"{where}{detail}"
         self.event(f"fold {fold} {where}{detail}")
-        if phase_changed or time.time() - self.last_print >= self.every:
+        if phase_changed or self.due():
             self.show()
 
-    def fold_done(self, fold: int, message: str = "done") -> None:
+    def fold_done(self, fold: int, message: str = "done", ok: bool = True) -> None:
+        """A fold has ended: said once; a finished one (ok) is then only counted, a
+        failed one stays listed with its error."""
         self.state[fold] = message
+        if ok:
+            self.finished.add(fold)
         self.event(f"fold {fold} {message}")
-        self.show()
+        if self.stream:
+            print(
+                f"[{self._elapsed()}] fold {fold} {message} "
+                f"({len(self.finished)}/{self.n_folds} folds done)",
+                file=self.stream,
+                flush=True,
+            )
+        self.last_print = time.time()
+
+    def is_waiting(self, fold: int) -> bool:
+        """Nothing heard from the fold yet: its lane has not started it."""
+        return self.state.get(fold) == WAITING
 
     def event(self, text: str) -> None:
         if self.log:
@@ -65,11 +85,24 @@ class ProgressBoard:
         if self.stream:
             print(text, file=self.stream, flush=True)
 
-    def show(self) -> None:
+    def due(self) -> bool:
+        """Whether the status line is due again (every `every_seconds`)."""
+        return time.time() - self.last_print >= self.every
+
+    def status_line(self, note: str = "") -> str:
+        active = [f"f{k} {self.state[k]}" for k in sorted(self.state) if k not in self.finished]
+        parts = [f"{len(self.finished)}/{self.n_folds} folds done", *active]
+        if note:
+            parts.append(note)
+        return f"[{self._elapsed()}] " + " | ".join(parts)
+
+    def show(self, note: str = "") -> None:
+        """Print the status line; `note` adds what the executor knows (e.g. resources)."""
         self.last_print = time.time()
+        if note:
+            self.event(note)
         if self.stream:
-            folds = " | ".join(f"f{k} {self.state[k]}" for k in sorted(self.state))
-            print(f"[{self._elapsed()}] {folds}", file=self.stream, flush=True)
+            print(self.status_line(note), file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.log:

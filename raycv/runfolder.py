@@ -69,10 +69,22 @@ class RunFolder:
             return bool(listing)
         return self.path.exists() and any(self.path.iterdir())
 
-    def claim(self, config: Config, resume: bool, overwrite: bool) -> bool:
-        """Make the folder ready for `config`; True if an earlier run is being resumed."""
+    def claim(
+        self,
+        config: Config,
+        resume: bool,
+        overwrite: bool,
+        resumable: tuple[str, ...] = RESUMABLE_CHANGES,
+    ) -> bool:
+        """Make the folder ready for `config`; True if an earlier run is being resumed.
+        resumable: the keys (dotted prefixes) a resume may change."""
         if resume and overwrite:
             raise RunFolderError("--resume and --overwrite exclude each other; choose one")
+        if resume and not self.exists():
+            raise RunFolderError(
+                f"--resume: run folder {str(self)!r} does not exist, so there is nothing to "
+                "continue; check --output, or drop --resume to start a new run"
+            )
         if self.exists():
             if overwrite:
                 self._remove()
@@ -90,7 +102,7 @@ class RunFolder:
                     copy_tree(
                         self.fs, f"{self.remote}/checkpoints", local, str(self.path / "checkpoints")
                     )
-                self._check_same_config(config)
+                self._check_same_config(config, resumable)
                 return True
             else:
                 raise RunFolderError(
@@ -118,7 +130,7 @@ class RunFolder:
         if self.uri:
             copy_tree(pafs.LocalFileSystem(), str(self.path.resolve()), self.fs, self.remote)
 
-    def _check_same_config(self, config: Config) -> None:
+    def _check_same_config(self, config: Config, resumable: tuple[str, ...]) -> None:
         saved_path = self.file("config.yaml")
         if not saved_path.exists():
             raise RunFolderError(
@@ -126,7 +138,7 @@ class RunFolder:
                 "use --overwrite or another --output"
             )
         saved = config_mod.from_dict(yaml.safe_load(saved_path.read_text()))
-        changed = config_mod.differing_keys(saved, config, ignore=RESUMABLE_CHANGES)
+        changed = config_mod.differing_keys(saved, config, ignore=resumable)
         if changed:
             raise RunFolderError(
                 f"cannot --resume {str(self)!r}: the config differs in {', '.join(changed)}; "

@@ -12,7 +12,6 @@ PHASES = {
     "pretrain": 3,
     "stage1": 4,
     "stage2": 5,
-    "fusion_weights": 6,
 }
 
 

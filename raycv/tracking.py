@@ -1,10 +1,12 @@
 """Experiment tracking (optional, off by default): MLflow and TensorBoard.
 
-A run's folder already holds every number, so a finished run is logged from its files:
+Not compute and not the report: it reads a finished run folder (report.load) and sends
+it elsewhere. A run's folder already holds every number, so a finished run is logged
+from its files:
 params (config.yaml flattened to dotted keys), per-model kappas (per fold, mean, std,
 pooled), accuracy and macro F1, and the training curves of history.csv per fold and
-phase. A search uses Ray Tune's own logger callbacks instead (`tune_callbacks`), which
-log every trial's config and reported metrics as the trial runs.
+phase. A search uses Ray Tune's own logger callbacks instead (orchestration/
+tune_callbacks.py), which log every trial's config and reported metrics as it runs.
 
 MLflow is an extra (`pip install 'raycv[tracking]'`); TensorBoard event files are
 written with tensorboardX, which Ray Tune already depends on.
@@ -148,14 +150,11 @@ def check_tracking(tracking) -> None:
         import_mlflow()
 
 
-def track_run(run_dir: str | Path, tracking) -> list[str]:
+def track_run(run_dir: str | Path, tracking) -> None:
     """Log a finished run as the config's `tracking` section asks (attributes `mlflow`,
-    `mlflow_uri`, `tensorboard`); returns where each went."""
-    where = []
+    `mlflow_uri`, `tensorboard`)."""
     if getattr(tracking, "mlflow", False):
         uri = getattr(tracking, "mlflow_uri", None) or default_mlflow_uri(Path(run_dir))
-        run_id = log_to_mlflow(run_dir, uri)
-        where.append(f"mlflow run {run_id} at {uri}")
+        log_to_mlflow(run_dir, uri)
     if getattr(tracking, "tensorboard", False):
-        where.append(f"tensorboard events in {log_to_tensorboard(run_dir)}")
-    return where
+        log_to_tensorboard(run_dir)

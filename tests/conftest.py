@@ -66,6 +66,7 @@ SEARCH = {
         "num_samples": 3,
         "max_concurrent_trials": 1,
     },
+    "tracking": {"mlflow": True},  # one MLflow run per trial, in <tune folder>/mlruns
 }
 
 

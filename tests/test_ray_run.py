@@ -90,7 +90,7 @@ def test_a_killed_fold_worker_is_retried_and_the_run_agrees(tmp_path):
     assert returncode == 0, output
     log = log_text(out)
     assert "launched lane0of1 (folds 0, 1)" in log
-    assert "fold 1 restart" in log and "resumed with phases ['forest']" in log
+    assert "fold 1 restart" in log and "resumed from its finished phases forest" in log
     assert log.count("fold 0 start") == 1 and log.count("fold 0 done") == 1  # not retrained
     check_run_folder(out)
     assert_same_predictions(out, reference)

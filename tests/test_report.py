@@ -322,6 +322,9 @@ def test_report_cli_prints_the_files_it_wrote(run_dir, tmp_path, capsys):
 
 
 def test_a_folder_that_is_not_a_finished_run_is_refused_by_name(tmp_path, caplog, monkeypatch):
+    with pytest.raises(RaycvError, match="is not a raycv run folder"):
+        build_report(tmp_path)
+    (tmp_path / "config.yaml").write_text("name: unfinished\n")  # a run that never ended
     with pytest.raises(RaycvError, match="summary.json is missing"):
         build_report(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
@@ -356,7 +359,7 @@ def test_a_run_logs_to_mlflow_with_params_kappas_and_curves(run_dir, tmp_path):
     pytest.importorskip("mlflow", reason="the tracking extra (mlflow) is not installed")
     from mlflow.tracking import MlflowClient
 
-    from raycv.report.tracking import log_to_mlflow
+    from raycv.tracking import log_to_mlflow
 
     uri = (tmp_path / "mlruns").as_uri()
     run_id = log_to_mlflow(run_dir, uri, experiment="report-test")
@@ -396,7 +399,7 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_a_run_logs_tensorboard_event_files(run_dir, tmp_path):
-    from raycv.report.tracking import log_to_tensorboard
+    from raycv.tracking import log_to_tensorboard
 
     folder = log_to_tensorboard(run_dir, tmp_path / "tb")
     scalars = read_scalars(folder)
@@ -414,7 +417,7 @@ def test_tune_gets_rays_own_logger_callbacks(tmp_path):
 
     from ray.tune.logger import TBXLoggerCallback
 
-    from raycv.orchestration.tune import tune_callbacks
+    from raycv.orchestration.tune_callbacks import tune_callbacks
 
     off = SimpleNamespace(mlflow=False, mlflow_uri=None, tensorboard=False)
     assert tune_callbacks(tmp_path, off, "search") == []

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 
 from raycv.cli import main
+from raycv.config import ConfigError
 from raycv.orchestration.reuse import reusable_phases
 from raycv.orchestration.tune import TRIAL_MEMORY, trial_resources
 from raycv.orchestration.tune_results import nested_estimate
+from raycv.orchestration.tune_space import check_search
 from tests.conftest import FAULT, SEARCH, tiny_config, write_config
 from tests.contract import check_run_folder
 from tests.processes import kill_all, kill_mid_run, log_text, start_cli, wait_for
@@ -58,6 +60,49 @@ def test_optuna_without_optuna_is_refused_before_anything_starts(tmp_path, capsy
     errors = [e for e in capsys.readouterr().err.splitlines() if e.startswith("raycv: error:")]
     assert len(errors) == 1 and "pip install 'raycv[optuna]'" in errors[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        ({"image.batch_size": {"uniform": [8, 32]}}, "image.batch_size takes whole numbers"),
+        ({"stage2.epochs": {"loguniform": [5, 50]}}, "stage2.epochs takes whole numbers"),
+        ({"stage2.unfreeze_depth": {"uniform": [1, 3]}}, "randint"),
+        ({"stage2.epochs": {"randint": [0, 5]}}, "stage2.epochs=0"),
+    ],
+)
+def test_a_space_no_trial_could_use_is_refused_up_front(space, words):
+    """A continuous range on an int key passed the old check (its ends are whole) and
+    failed inside every trial; now it is refused before anything starts, without Ray."""
+    config = tiny_config(**{"tune": {"space": space}})
+    with pytest.raises(ConfigError) as err:
+        check_search(config)
+    assert words in str(err.value) and next(iter(space)) in str(err.value)
+    assert check_search(tiny_config(**{"tune": {"space": {"stage2.epochs": {"randint": [2, 5]}}}}))
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ("tune.space={stage2.lr: {loguniform: [1.0e-7, 1.0e-5]}}", "tune.space"),
+        ("tune.num_samples=5", "tune.num_samples"),
+        ("tune.scheduler=asha", "tune.scheduler"),
+    ],
+)
+def test_a_resumed_search_refuses_a_changed_search_that_restore_would_ignore(
+    tmp_path, capsys, change, key
+):
+    from raycv import config as config_mod
+    from raycv.experiment import prepare
+
+    config = write_config(tmp_path, SEARCH)
+    out = tmp_path / "tune"
+    out.mkdir()  # the folder an interrupted search left (its config is what it searched)
+    (out / "config.yaml").write_text(config_mod.dump(prepare(config_mod.load(config)).config))
+    assert main(["tune", str(config), "--output", str(out), "--resume", "--set", change]) == 2
+    errors = [e for e in capsys.readouterr().err.splitlines() if e.startswith("raycv: error:")]
+    assert len(errors) == 1 and f"differs in {key}" in errors[0], errors
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]  # nothing else written
 
 
 def test_nested_estimate_takes_each_folds_own_best_trial():
@@ -137,6 +182,25 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_p
     np.testing.assert_allclose(
         a.filter(like="prob_").to_numpy(), b.filter(like="prob_").to_numpy(), atol=1e-6
     )
+
+    # tracking.mlflow: Tune's MLflow callback logged one run per trial, with its searched
+    # values and its objective
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(out.resolve() / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("search")
+    assert experiment is not None, "the search logged nothing to MLflow"
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3
+    by_trial = {
+        next(t for t in trials["trial_id"] if r.data.tags.get("trial_name", "").endswith(t)): r
+        for r in runs
+    }
+    assert sorted(by_trial) == sorted(trials["trial_id"])
+    for trial_id, run in by_trial.items():
+        row = trials.set_index("trial_id").loc[trial_id]
+        assert float(run.data.params["stage2.lr"]) == pytest.approx(row["stage2.lr"])
+        assert run.data.metrics["objective"] == pytest.approx(row["val_kappa_mean"])
 
     # a second search on the same data and settings reuses the cached phases
     again = tmp_path / "tune2"

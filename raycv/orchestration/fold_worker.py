@@ -15,6 +15,10 @@ the size of one fold, and a restarted worker skips the folds its lane already fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 DONE_MARKER = "done.json"
 
 
@@ -23,20 +27,33 @@ def checkpoint_name(fold: int, phase: str) -> str:
     return f"fold{fold}-{phase}"
 
 
-def train_lane(cfg: dict) -> None:
-    """Run a lane's folds one after another on one Ray Train worker.
+@dataclass
+class LaneTask:
+    """What one lane's worker is given (its trainer's train_loop_config["task"]).
 
-    cfg: {"config": Config as dict, "lane": the lane's run name, "plans": [FoldSplit
-    fields, ...], "dataset": ObjectRef of the Dataset, "relay": ProgressRelay handle,
-    "until": None or a phase to stop after, "shared": {fold: {phase: path of a phase file
-    computed elsewhere}}, "run_folder": where the driver writes}. Knows nothing of Tune.
-    Each finished fold is announced with relay.finished(lane, fold, checkpoint name)
-    once its checkpoint is in storage; the driver copies it into the run folder.
+    Plain values only, so that the lane's controller, which unpickles it too, imports
+    nothing heavier than this module.
+    """
+
+    config: dict  # the run's Config as a dict (Config.to_dict())
+    lane: str  # the lane's run name
+    plans: list[dict]  # the lane's folds in the order it runs them: FoldSplit fields
+    dataset: Any  # ObjectRef of the Dataset, put once by the driver
+    relay: Any  # handle of the driver's ProgressRelay actor
+    shared: dict[int, dict[str, Path]]  # per fold: phase files computed elsewhere to load
+    run_folder: str  # where the driver writes (a lane checks that it sees it)
+    until: str | None = None  # a phase to stop each fold after (no result), or None
+
+
+def train_lane(cfg: dict) -> None:
+    """Run a lane's folds (cfg["task"], a LaneTask) one after another on one Ray Train
+    worker. Knows nothing of Tune. Each finished fold is announced with
+    relay.finished(lane, fold, checkpoint name) once its checkpoint is in storage; the
+    driver copies it into the run folder.
     """
     import json
     import shutil
     import tempfile
-    from pathlib import Path
 
     import ray
     import ray.train
@@ -46,16 +63,15 @@ def train_lane(cfg: dict) -> None:
     from raycv.config import from_dict
     from raycv.fold import run_fold
     from raycv.folds import FoldSplit
-    from raycv.orchestration.sequential import fold_threads
+    from raycv.orchestration.placement import fold_threads
+    from raycv.orchestration.storage_check import check_visible_here
 
-    if cfg.get("run_folder"):  # a node that joined after the driver's check_shared_storage
-        from raycv.orchestration.storage_check import check_visible_here
-
-        check_visible_here(cfg["run_folder"])
-    config = from_dict(cfg["config"])
+    task: LaneTask = cfg["task"]
+    check_visible_here(task.run_folder)  # a node that joined after the driver's check
+    config = from_dict(task.config)
     torch.set_num_threads(fold_threads(config))
-    dataset = ray.get(cfg["dataset"])  # zero-copy, read-only views of the driver's arrays
-    relay, lane, until = cfg["relay"], cfg["lane"], cfg.get("until")
+    dataset = ray.get(task.dataset)  # zero-copy, read-only views of the driver's arrays
+    relay, lane, until = task.relay, task.lane, task.until
     node = f"{ray.get_runtime_context().get_node_id()[:12]} ({ray.util.get_node_ip_address()})"
     # Ray sets CUDA_VISIBLE_DEVICES to the lane's GPU (or its share of one)
     device = ray.train.torch.get_device() if config.resources.per_fold.gpu > 0 else "cpu"
@@ -77,7 +93,7 @@ def train_lane(cfg: dict) -> None:
         relay.push.remote((fold, phase, epoch, row))
 
     try:
-        for fields in cfg["plans"]:
+        for fields in task.plans:
             plan = FoldSplit(**fields)
             k = plan.fold
             fold_dir = local / f"fold{k}"
@@ -89,10 +105,10 @@ def train_lane(cfg: dict) -> None:
             phases = sorted(p.stem for p in fold_dir.glob("*.pt"))
             note = f"on node {node}, {lane}"
             if phases:
-                note += f"; resumed with phases {phases}"
+                note += f"; resumed from its finished phases {', '.join(phases)}"
             relay.push.remote((k, "restart" if phases else "start", -1, {"note": note}))
             store = PhaseStore(
-                fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=cfg["shared"][k]
+                fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=task.shared[k]
             )
             result = run_fold(
                 dataset, plan, config, store=store, progress=progress, device=device, until=until

@@ -25,6 +25,7 @@ import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,10 +34,12 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 from raycv.checkpoints import PhaseStore
+from raycv.config import ConfigError
 from raycv.errors import RaycvError
 from raycv.experiment import Prepared, reuse_finished_folds
 from raycv.folds import FoldSplit
-from raycv.orchestration.fold_worker import train_lane
+from raycv.orchestration.fold_worker import LaneTask, train_lane
+from raycv.orchestration.placement import cluster_address
 from raycv.orchestration.storage_check import check_shared_storage
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
@@ -106,12 +109,6 @@ def lane_count(
     return max(1, min(n_folds, wanted))
 
 
-def cluster_address(address: str | None) -> str | None:
-    """The cluster start_ray(address) joins: --address, else RAY_ADDRESS; None when it
-    starts a private local Ray instead."""
-    return address or os.environ.get("RAY_ADDRESS") or None
-
-
 def plan_lanes(
     plans: list[FoldSplit], pending: list[FoldSplit], n_lanes: int, prefix: str = ""
 ) -> list[Lane]:
@@ -157,6 +154,31 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
+def connect(address: str | None, verbose: bool, board: ProgressBoard) -> bool:
+    """start_ray, saying what happens (a local Ray takes seconds to start on few cores);
+    returns True if this call started Ray."""
+    where = cluster_address(address)
+    if ray.is_initialized():
+        where_now = "the Ray this process already runs"
+    elif where:
+        where_now = f"the Ray cluster at {where}"
+    else:
+        where_now = f"a private local Ray ({os.cpu_count()} CPUs)"
+    board.say(f"raycv: connecting to {where_now} ...")
+    t0 = time.time()
+    started = start_ray(address, verbose)
+    board.say(
+        f"raycv: Ray is up ({time.time() - t0:.0f} s): the cluster has "
+        f"{resources_in_words(ray.cluster_resources())}"
+    )
+    return started
+
+
+def resources_in_words(resources: dict) -> str:
+    """{'CPU': 2.0, 'GPU': 0, 'memory': ...} -> '2 CPU, 0 GPU' (the kinds folds ask for)."""
+    return ", ".join(f"{resources.get(kind, 0):g} {kind}" for kind in ("CPU", "GPU"))
+
+
 def lane_trainer(
     prepared: Prepared,
     lane: Lane,
@@ -175,21 +197,22 @@ def lane_trainer(
     """
     config = prepared.config
     res = config.resources.per_fold
+    task = LaneTask(
+        config=config.to_dict(),
+        lane=lane.name,
+        # plain arrays: the controller need not import raycv's folds (and scikit-learn)
+        plans=[dataclasses.asdict(plan) for plan in lane.plans],
+        dataset=dataset_ref,
+        relay=relay,
+        shared={p.fold: (shared or {}).get(p.fold, {}) for p in lane.plans},
+        # a lane checks it sees the run folder before it trains (nodes that joined
+        # after the driver's check_shared_storage, e.g. autoscaled GPU nodes)
+        run_folder=folder.uri or str(folder.path.resolve()),
+        until=until,
+    )
     return DataParallelTrainer(
         train_lane,
-        train_loop_config={
-            "config": config.to_dict(),
-            "lane": lane.name,
-            # plain arrays: the controller need not import raycv
-            "plans": [dataclasses.asdict(plan) for plan in lane.plans],
-            "dataset": dataset_ref,
-            "relay": relay,
-            "until": until,
-            "shared": {p.fold: (shared or {}).get(p.fold, {}) for p in lane.plans},
-            # a lane checks it sees the run folder before it trains (nodes that joined
-            # after the driver's check_shared_storage, e.g. autoscaled GPU nodes)
-            "run_folder": folder.uri or str(folder.path.resolve()),
-        },
+        train_loop_config={"task": task},
         scaling_config=ScalingConfig(
             num_workers=1,
             use_gpu=res.gpu > 0,
@@ -232,14 +255,22 @@ def run_folds_on_ray(
     if not folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
         folder.path.mkdir(parents=True, exist_ok=True)
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
+    per = prepared.config.resources.per_fold
     wave = LaneWave(folder, board, until, results, {p.fold for p in pending}, on_result)
+    wave.asks = {"CPU": per.cpu, "GPU": per.gpu}
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
     try:
-        for lane in plan_lanes(prepared.plans, pending, n_lanes, run_prefix):
+        lanes = plan_lanes(prepared.plans, pending, n_lanes, run_prefix)
+        for lane in lanes:
             # one wave: every lane starts now, none waits for another
             wave.launch(
                 lane, lane_trainer(prepared, lane, folder, dataset_ref, wave.relay, until, shared)
             )
+        board.say(
+            f"raycv: launched {len(lanes)} lane(s) of {per.cpu:g} CPU"
+            + (f", {per.gpu:g} GPU" if per.gpu > 0 else "")
+            + " each; a lane's first fold starts once its worker process is up"
+        )
         failures = wave.wait()
     finally:
         ray.kill(wave.relay)
@@ -273,6 +304,8 @@ class LaneWave:
         self.relay = ProgressRelay.remote()
         self.ended: queue.Queue = queue.Queue()  # (lane, Result or exception) per lane
         self.running = 0
+        self.lanes: list[Lane] = []
+        self.asks: dict = {}  # what each lane's worker asks for (per_fold), for the note
         self.storage_fs, self.storage_root = filesystem(folder.ray_storage)
 
     def launch(self, lane: Lane, trainer: DataParallelTrainer) -> None:
@@ -285,6 +318,7 @@ class LaneWave:
         # daemon: Ctrl-C must not wait for trainers that ray.shutdown() is ending
         threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
         self.running += 1
+        self.lanes.append(lane)
         folds = ", ".join(str(p.fold) for p in lane.plans)
         self.board.event(f"ray: launched {lane.name} (folds {folds})")
 
@@ -293,6 +327,8 @@ class LaneWave:
         failures: dict[int, BaseException] = {}
         while self.running:
             self.absorb()
+            if self.board.due():  # every 10 s, also while every fold still waits
+                self.board.show(self.waiting_note())
             try:
                 lane, outcome = self.ended.get(timeout=0.5)
             except queue.Empty:
@@ -305,9 +341,29 @@ class LaneWave:
                     failures[plan.fold] = error or RuntimeError(f"{lane.name} ended without it")
                     cause = _worker_cause(failures[plan.fold])
                     self.board.fold_done(
-                        plan.fold, f"FAILED: {type(cause).__name__}: {_first_line(cause)}"
+                        plan.fold,
+                        f"FAILED: {type(cause).__name__}: {_first_line(cause)}",
+                        ok=False,
                     )
         return failures
+
+    def waiting_note(self) -> str:
+        """What the lanes not started yet ask for, and what the cluster has now: a fold
+        asking for more than any node has (a GPU nobody has yet) waits, visibly."""
+        waiting = [
+            lane
+            for lane in self.lanes
+            if all(self.board.is_waiting(p.fold) for p in lane.plans if p.fold in self.waiting)
+            and any(p.fold in self.waiting for p in lane.plans)
+        ]
+        if not waiting:
+            return ""
+        return (
+            f"{len(waiting)} lane(s) not started, each asking "
+            f"{resources_in_words(self.asks)}; the cluster has "
+            f"{resources_in_words(ray.cluster_resources())}, free now "
+            f"{resources_in_words(ray.available_resources())}"
+        )
 
     def absorb(self) -> None:
         events, finished = ray.get(self.relay.drain.remote())
@@ -357,14 +413,29 @@ def fold_slots(per, total: dict) -> int:
     return max(1, slots)
 
 
+def check_ray_gpus(config) -> None:
+    """On a Ray raycv started: refuse folds asking for more GPUs than Ray found (they
+    would wait forever; check_gpu_request asked torch, this asks Ray)."""
+    gpu = config.resources.per_fold.gpu
+    found = ray.cluster_resources().get("GPU", 0)
+    if gpu > 0 and found < gpu:
+        raise ConfigError(
+            f"resources.per_fold.gpu={gpu:g} asks for a GPU per fold, but the local Ray "
+            f"found {found:g} GPU; set resources.per_fold.gpu=0, or join a cluster with "
+            "GPUs (--address)"
+        )
+
+
 def ray_executor(address: str | None = None, verbose: bool = False):
     """An Executor for run_cv that starts (or joins) Ray, runs the folds, and cleans up."""
 
     def execute(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
-        started_here = start_ray(address, verbose)
+        started_here = connect(address, verbose, board)
         try:
-            check_shared_storage(str(folder))  # before any fold trains; trivial on one node
             joined = cluster_address(address) is not None
+            if not joined:
+                check_ray_gpus(prepared.config)
+            check_shared_storage(str(folder))  # before any fold trains; trivial on one node
             n_lanes = lane_count(prepared.config, len(prepared.plans), joined=joined)
             return run_folds_on_ray(prepared, folder, board, n_lanes=n_lanes)
         except KeyboardInterrupt:

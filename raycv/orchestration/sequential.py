@@ -14,14 +14,10 @@ import torch
 from raycv.checkpoints import PhaseStore
 from raycv.experiment import Prepared, reuse_finished_folds
 from raycv.fold import run_fold
+from raycv.orchestration.placement import check_gpu_request, fold_device, fold_threads
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
-
-
-def fold_threads(config) -> int:
-    """A fold's torch threads = its CPUs, in every executor, so they compute the same numbers."""
-    return max(1, round(config.resources.per_fold.cpu))
 
 
 def run_sequential(
@@ -37,9 +33,12 @@ def run_sequential(
     on_result: called with each fold's result, finished earlier or now, in fold order.
     """
     config = prepared.config
+    # this process is the machine the folds run on (also a Tune trial's, which Tune gave
+    # the fold's GPU share): a GPU asked for is here, or refused before any fold
+    check_gpu_request(config, joined=False)
+    device = fold_device(config)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(fold_threads(config))
-    device = "cuda" if config.resources.per_fold.gpu > 0 and torch.cuda.is_available() else "cpu"
     try:
         done, _ = reuse_finished_folds(prepared, folder, board)
         results = []

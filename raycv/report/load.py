@@ -84,6 +84,11 @@ def _need(path: Path, what: str) -> Path:
 
 def load_run(path: str | Path) -> RunRecord:
     path = Path(path)
+    if not (path / "config.yaml").is_file() and not (path / "summary.json").is_file():
+        raise RaycvError(
+            f"{path} is not a raycv run folder (no config.yaml, no summary.json): pass a "
+            "folder that `raycv run` or `raycv tune` wrote, e.g. runs/<name>"
+        )
     summary = json.loads(_need(path / "summary.json", "the run's summary").read_text())
     if "models" not in summary:
         raise RaycvError(f"{path / 'summary.json'} has no 'models': not a run folder's summary")

@@ -1,0 +1,127 @@
+"""One trial of `raycv tune`: a full cross-validation of one setting, reported to Tune.
+
+The middle of the three layers of Ray's train/tune interop: the fold worker below it
+(fold_worker.py, or the sequential executor) knows nothing of Tune; the driver above it
+(tune.py) builds the Tuner. A trial runs every fold in lanes, as `raycv run` does, and
+reports to Tune after each fold in fold order, so ASHA's rungs compare the same folds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray import tune
+
+from raycv import config as config_mod
+from raycv.experiment import Prepared, write_results
+from raycv.folds import FoldSplit, folds_table
+from raycv.metrics import kappa
+from raycv.orchestration.ray_runner import run_folds_on_ray
+from raycv.orchestration.sequential import run_sequential
+from raycv.orchestration.tune_results import OBJECTIVE
+from raycv.orchestration.tune_space import trial_config
+from raycv.progress import ProgressBoard
+from raycv.provenance import now, provenance
+from raycv.results import FoldResult
+from raycv.runfolder import RunFolder
+
+
+@dataclass
+class TrialPlan:
+    """What every trial of a search shares; the driver computes it once."""
+
+    base: dict  # the search's resolved Config as a dict; a trial overrides searched keys
+    dataset: Any  # ObjectRef of the Dataset (put again on every (re)start of the search)
+    fold_of: np.ndarray  # (N,) outer fold per sample
+    plans: list[FoldSplit]
+    fingerprint: str  # the dataset's, for each trial's provenance.json
+    tune_dir: str  # the tune folder; trial folders are <tune_dir>/trials/<trial id>
+    shared: dict[int, dict[str, Path]]  # per fold: the shared phases' files to load
+    n_lanes: int  # lanes each trial runs its folds in (its share of the cluster)
+
+
+def fold_scores(result: FoldResult, dataset, kappa_weights: str) -> tuple[float, float]:
+    """(inner-validation fusion kappa, outer test fusion kappa) of one fold."""
+    y = dataset.y[result.test_index]
+    n = result.probs["fusion"].shape[1]
+    outer = kappa(y, result.probs["fusion"].argmax(1), n, kappa_weights)
+    return result.val_kappa["fusion"], outer
+
+
+def trial_metrics(done: dict[int, FoldResult], n_done: int, dataset, kappa_weights: str) -> dict:
+    """What a trial reports after its first `n_done` folds."""
+    scores = [fold_scores(done[k], dataset, kappa_weights) for k in range(n_done)]
+    val, outer = zip(*scores, strict=True)
+    metrics = {
+        "folds_done": n_done,
+        OBJECTIVE: float(np.mean(val)),
+        "val_kappa_std": float(np.std(val)),
+        "outer_kappa_mean": float(np.mean(outer)),
+        "outer_kappa_std": float(np.std(outer)),
+    }
+    for k in range(n_done):
+        metrics[f"val_kappa_fold{k}"] = float(val[k])
+        metrics[f"outer_kappa_fold{k}"] = float(outer[k])
+    return metrics
+
+
+def run_trial(params: dict, *, plan: TrialPlan) -> None:
+    """A Tune function trainable: one full cross-validation of one setting."""
+    config = trial_config(plan.base, params)
+    dataset = ray.get(plan.dataset)
+    prepared = Prepared(config, dataset, plan.fold_of, plan.plans)
+    trial_id = tune.get_context().get_trial_id()
+    folder = RunFolder(Path(plan.tune_dir) / "trials" / trial_id)
+    started = now()
+    if not folder.exists():
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.write_text("config.yaml", config_mod.dump(config))
+        folder.write_csv("folds.csv", folds_table(dataset, prepared.fold_of))
+    board = ProgressBoard(len(prepared.plans), folder.log_path, quiet=True)
+    n_folds = len(prepared.plans)
+    done: dict[int, FoldResult] = {}
+    reported = [0]
+
+    def on_result(result: FoldResult) -> None:
+        done[result.fold] = result
+        # report folds in fold order, so ASHA's rungs compare the same folds across trials
+        while reported[0] in done:
+            reported[0] += 1
+            if reported[0] == n_folds:
+                # the last report can be the trial's end: a scheduler may stop it there
+                # (ASHA at max_t), and Tune ends a stopped trial inside tune.report
+                finish_folder([done[k] for k in range(n_folds)])
+            tune.report(trial_metrics(done, reported[0], dataset, config.metrics.kappa_weights))
+
+    def finish_folder(results: list[FoldResult]) -> None:
+        for k, files in plan.shared.items():  # each trial's folder stands alone (CONTRACTS 3)
+            for stem, path in files.items():
+                if not folder.fold_dir(k).joinpath(f"{stem}.pt").exists():
+                    shutil.copy2(path, folder.fold_dir(k) / f"{stem}.pt")
+        write_results(prepared, folder, results, wall=sum(r.seconds for r in results))
+        folder.write_json("provenance.json", provenance(plan.fingerprint, started, "ray-tune"))
+
+    try:
+        if plan.n_lanes == 1:
+            # the trial's one lane runs here, in the process Tune started (and reuses) for
+            # it: no trainer and worker processes to start per trial (see tune.run_tune)
+            board.event("tune: the trial runs its folds in its own process (one lane)")
+            run_sequential(prepared, folder, board, shared=plan.shared, on_result=on_result)
+        else:
+            run_folds_on_ray(
+                prepared,
+                folder,
+                board,
+                run_prefix=f"{trial_id}-",
+                dataset_ref=plan.dataset,
+                shared=plan.shared,
+                on_result=on_result,
+                n_lanes=plan.n_lanes,
+            )
+    finally:
+        board.close()
