@@ -7,6 +7,7 @@ pass by "nothing happening" also has a control showing that the test has power.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -27,6 +28,19 @@ from raycv.seeds import phase_seed
 from tests.conftest import tiny_config
 
 FOLD = 1  # the outer fold that the per-fold tests run
+
+# The cohorts every per-fold rule is checked on: one map per visit, and one shaped like a
+# real export (several images per visit, two image modalities, visits without images
+# kept by data.missing_images: mask).
+COHORTS = {
+    "single": (),
+    "rich": (
+        "data.synthetic.images_per_visit=3",
+        "data.synthetic.missing_images=0.2",
+        "data.modalities=[metadata, thermal_map, depth_map]",
+        "data.missing_images=mask",
+    ),
+}
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -108,7 +122,8 @@ def mean_fold_kappas(dataset, plans, config) -> dict[str, float]:
     for plan in plans:
         result = run_fold(dataset, plan, config)
         for m, p in result.probs.items():
-            y, pred = dataset.y[plan.test], p.argmax(1)
+            known = ~np.isnan(p).any(1)  # an image model predicts the visits with its image
+            y, pred = dataset.y[plan.test][known], p[known].argmax(1)
             k = kappa(y, pred, len(config.classes), config.metrics.kappa_weights)
             per_fold.setdefault(m, []).append(k)
     return {m: float(np.mean(v)) for m, v in per_fold.items()}
@@ -117,14 +132,16 @@ def mean_fold_kappas(dataset, plans, config) -> dict[str, float]:
 # -- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fixed(tiny, tmp_path_factory):
+@pytest.fixture(scope="module", params=list(COHORTS))
+def fixed(request, tmp_path_factory):
     """The tiny experiment with its folds read from a folds.csv (cv.folds_file), and
-    learned fusion weights, so the per-fold tests cover every choice made inside a fold."""
-    _, prepared = tiny
+    learned fusion weights, so the per-fold tests cover every choice made inside a fold;
+    once per cohort of COHORTS."""
+    cohort = COHORTS[request.param]
+    prepared = prepare(tiny_config(*cohort))
     path = tmp_path_factory.mktemp("folds") / "folds.csv"
     folds_table(prepared.dataset, prepared.fold_of).to_csv(path, index=False)
-    return prepare(tiny_config(f"cv.folds_file={path}", "fusion.mode=learned"))
+    return prepare(tiny_config(*cohort, f"cv.folds_file={path}", "fusion.mode=learned"))
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +152,17 @@ def baseline(fixed, tmp_path_factory):
     return run_fold(fixed.dataset, fixed.plans[FOLD], fixed.config, store=store), folder
 
 
+def _without_folds_file(config):
+    return dataclasses.replace(config, cv=dataclasses.replace(config.cv, folds_file=None))
+
+
 # -- Rule 1: folds split by patient --------------------------------------------------------
 
 
-def test_prepared_folds_keep_every_patient_in_one_place(tiny, fixed, tmp_path):
+def test_prepared_folds_keep_every_patient_in_one_place(fixed, tmp_path):
     """Rule 1: the plans of a prepared experiment, computed or read from cv.folds_file, put
     no patient in two outer folds nor in both inner parts, and test every sample once."""
-    _, computed = tiny
+    computed = prepare(_without_folds_file(fixed.config))
     assert_patient_grouped(computed.plans, computed.fold_of, computed.dataset.patient_id)
     # a folds file is followed as written ...
     np.testing.assert_array_equal(fixed.fold_of, computed.fold_of)
@@ -256,12 +277,12 @@ def test_fusion_trains_on_out_of_fold_forest_probabilities(fixed, baseline):
 
     val_rows = np.searchsorted(plan.train, plan.inner_val)  # positions of inner_val in train
     np.testing.assert_array_equal(plan.train[val_rows], plan.inner_val)
-    cnn_val = store.load("pretrain_thermal_map")["val_probs"]
-    assert cnn_val.shape == (len(plan.inner_val), 3)
+    cnn_val = {m: store.load(f"pretrain_{m}")["val_probs"] for m in config.image_modalities}
+    assert all(p.shape == (len(plan.inner_val), 3) for p in cnn_val.values())
     y_val = data.y[plan.inner_val]
-    expected = fit_fusion_weights({"metadata": oof[val_rows], "thermal_map": cnn_val}, y_val)
+    expected = fit_fusion_weights({"metadata": oof[val_rows], **cnn_val}, y_val)
     assert result.fusion_weights == pytest.approx(expected, abs=1e-9)
-    leaky = fit_fusion_weights({"metadata": in_sample[val_rows], "thermal_map": cnn_val}, y_val)
+    leaky = fit_fusion_weights({"metadata": in_sample[val_rows], **cnn_val}, y_val)
     assert leaky["metadata"] > expected["metadata"] + 0.05  # power: in-sample would differ
 
 
@@ -269,19 +290,22 @@ def test_fusion_trains_on_out_of_fold_forest_probabilities(fixed, baseline):
 
 
 @pytest.mark.slow
-def test_labels_shuffled_between_patients_score_at_chance_unless_folds_leak():
+@pytest.mark.parametrize("cohort", list(COHORTS))
+def test_labels_shuffled_between_patients_score_at_chance_unless_folds_leak(cohort):
     """Rule 4: on labels shuffled between patients, every model's mean fold kappa is near 0
     with the real (patient-grouped) folds. Control on the SAME labels: folds by sample let
     the forest recognise a test visit's patient from its patient-level features (age, sex,
     HbA1c, ...) and recall that patient's training labels, so it scores clearly above
     chance: the check would catch a patient leak."""
-    config = tiny_config("data.synthetic.patients=200", "metadata.n_estimators=100")
+    config = tiny_config(
+        "data.synthetic.patients=200", "metadata.n_estimators=100", *COHORTS[cohort]
+    )
     prepared = prepare(config)
     config = prepared.config
     shuffled = shuffle_between_patients(prepared.dataset, seed=0)
     fold_of = outer_folds(shuffled.patient_id, shuffled.y, shuffled.classes, 3, config.cv.seed)
     real = mean_fold_kappas(shuffled, plan_folds(shuffled, fold_of, config), config)
-    assert set(real) == {"metadata", "thermal_map", "fusion_stage1", "fusion"}
+    assert set(real) == {*config.modalities, "fusion_stage1", "fusion"}
     for m, k in real.items():
         assert abs(k) < 0.2, (m, real)
     metadata_only = prepare(
