@@ -124,6 +124,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
+    predict_p = sub.add_parser(
+        "predict",
+        help="apply a finished run's fold models to new visits, as one ensemble",
+        description="Predict every visit of DATA (a dataset folder; its label column is "
+        "optional) with the mean over the run's fold models of each model's probabilities: "
+        "forest, image models, stage 1 fusion and final fusion. Writes one row per visit "
+        "(pred_M, prob_M_<class>, n_folds, fold_sd_M: how much the folds disagree) and "
+        "prints every model's kappa (labelled data) or its class counts.",
+    )
+    predict_p.add_argument("run", help="a finished run folder (path or URI), e.g. a tune's best/")
+    predict_p.add_argument("data", help="dataset folder of the visits to predict")
+    predict_p.add_argument(
+        "--output", help="CSV to write (default: <DATA's name>-predictions.csv, here)"
+    )
+    predict_p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    predict_p.add_argument(
+        "--fold", type=int, help="use fold K's models alone (reproduces its predictions.csv rows)"
+    )
+    predict_p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change how DATA is read: data.missing_images, data.na_values, data.encoding, "
+        "data.colormaps, data.max_off_colormap (repeatable)",
+    )
+
     config_p = sub.add_parser(
         "config",
         help="list every config key with its value and meaning",
@@ -297,6 +325,23 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    name = Path(str(args.data).rstrip("/")).name or "data"
+    output = Path(args.output or f"{name}-predictions.csv")
+    if output.exists() and not args.overwrite:
+        raise RaycvError(f"{output} exists; choose another --output or add --overwrite")
+    from raycv.predict import predict_visits, scores_text
+
+    prediction = predict_visits(args.run, args.data, args.fold, args.overrides)
+    tmp = output.with_name(output.name + ".tmp")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    prediction.table.to_csv(tmp, index=False)
+    os.replace(tmp, output)  # never half a file where the predictions should be
+    print(scores_text(prediction))
+    print(f"\npredictions: {output}")
+    return 0
+
+
 def cmd_submit(args) -> int:
     from raycv.orchestration.submit import submit
 
@@ -350,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             "submit": cmd_submit,
             "report": cmd_report,
             "config": cmd_config,
+            "predict": cmd_predict,
         }
         code = commands.get(args.command, cmd_data)(args)
         # inside the try, so a reader that stopped early (`raycv data check DIR | head`)
