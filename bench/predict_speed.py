@@ -37,7 +37,7 @@ from raycv import config as config_mod  # noqa: E402
 from raycv.cli import main  # noqa: E402
 from raycv.data import load_dataset, write_dataset  # noqa: E402
 from raycv.ensemble import fold_probabilities, load_fold_models  # noqa: E402
-from raycv.predict import predict, run_config  # noqa: E402
+from raycv.prediction import predict, run_config  # noqa: E402
 
 
 def train_run(root: Path, images_per_visit: int) -> Path:

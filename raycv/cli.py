@@ -330,7 +330,7 @@ def cmd_predict(args) -> int:
     output = Path(args.output or f"{name}-predictions.csv")
     if output.exists() and not args.overwrite:
         raise RaycvError(f"{output} exists; choose another --output or add --overwrite")
-    from raycv.predict import predict_visits, scores_text
+    from raycv.prediction import predict_visits, scores_text
 
     prediction = predict_visits(args.run, args.data, args.fold, args.overrides)
     tmp = output.with_name(output.name + ".tmp")

@@ -22,7 +22,7 @@ import yaml
 from raycv.cli import main
 from raycv.data import write_dataset
 from raycv.errors import RaycvError
-from raycv.predict import predict
+from raycv.prediction import predict
 from tests.conftest import TINY
 
 COHORTS = {
