@@ -450,3 +450,38 @@ def test_a_run_folder_one_node_cannot_see_is_refused_before_training(
     worker_node = next(n for n, head in two_nodes.nodes().items() if not head)
     assert refused.group(1) == worker_node  # the node that cannot see the head's disk
     assert not (out / "ray").exists() and not (out / "summary.json").exists()  # nothing trained
+
+
+@pytest.mark.slow
+def test_on_a_joined_cluster_folds_asking_for_a_gpu_wait_and_say_for_what(head, tmp_path):
+    """A joined cluster may still grow (an autoscaler), so raycv does not refuse a GPU it
+    lacks now: the folds wait, and every 10 s the status line says what they ask for and
+    what the cluster has."""
+    out = tmp_path / "waits"
+    command = [sys.executable, "-m", "raycv", "run", "experiments/quickstart.yaml", *SMALL]
+    command += ["--set", "resources.per_fold.gpu=1", "--address", head.gcs, "--output", str(out)]
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**head.env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    waiting, lines = [], []
+    try:
+        deadline = time.time() + 180
+        while len(waiting) < 2 and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "not started, each asking 1 CPU, 1 GPU; the cluster has 2 CPU, 0 GPU" in line:
+                waiting.append(time.time())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver; its trainers end with it
+        proc.wait(timeout=60)
+    assert len(waiting) == 2, "".join(lines)
+    assert 8 <= waiting[1] - waiting[0] <= 20  # the status line comes every 10 s
+    assert not (out / "summary.json").exists()

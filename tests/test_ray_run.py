@@ -40,13 +40,19 @@ def assert_same_predictions(a: Path, b: Path) -> None:
     np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=1e-6)
 
 
-def test_quickstart_on_ray_writes_the_contract_run_folder(local_ray, tmp_path):
+def test_quickstart_on_ray_writes_the_contract_run_folder(local_ray, tmp_path, capsys):
     out = tmp_path / "quickstart"
     assert main(["run", str(ROOT / "experiments/quickstart.yaml"), "--output", str(out)]) == 0
     summary = check_run_folder(out)
     assert summary["models"]["fusion"]["kappa_mean"] is not None
     log = (out / "run.log").read_text()
     assert "executor ray" in log and "done in" in log
+    # start-up is not silent: Ray, then the lanes, then a status line while folds wait
+    printed = capsys.readouterr()
+    said = printed.err
+    assert said.index("raycv: running") < said.index("Ray is up") < said.index("launched 2 lane")
+    assert "0/3 folds done | f0 waiting" in said and "not started, each asking 1 CPU" in said
+    assert printed.out.strip().splitlines()[-1] == f"report: {out}/report.html"
 
 
 def test_ray_and_sequential_executors_give_the_same_predictions(local_ray, tmp_path):
