@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+import raycv
 from raycv.cli import main
 from raycv.data import write_dataset
 from raycv.errors import RaycvError
@@ -216,3 +217,22 @@ def test_the_ensemble_scores_new_patients_about_as_cv_estimated(tmp_path):
 
     new = cohen_kappa_score(table["label"], table["pred_fusion"], weights="quadratic")
     assert abs(new - summary["models"]["fusion"]["kappa_pooled"]) < 0.15, new
+
+
+@pytest.mark.slow
+def test_a_searchs_best_trial_predicts_as_its_folds_did(tiny_search, tmp_path):
+    """best/ of `raycv tune` is a complete run folder: the phases its trial loaded from the
+    shared cache are there too, and each fold reproduces best/predictions.csv."""
+    _, tune_dir, _ = tiny_search
+    best = tune_dir / "best"
+    data = tmp_path / "data"
+    write_dataset(data, 36, 3, 16)  # the search's synthetic cohort, on disk
+    written = pd.read_csv(best / "predictions.csv", dtype={"sample_id": str}).set_index("sample_id")
+    for k in sorted(written["fold"].unique()):
+        mine = raycv.predict(best, data, fold=k).set_index("sample_id")
+        test = written[written["fold"] == k]
+        np.testing.assert_allclose(
+            mine.loc[test.index, prob_columns(test)].to_numpy(dtype=float),
+            test[prob_columns(test)].to_numpy(dtype=float),
+            atol=1e-6,
+        )

@@ -152,7 +152,8 @@ def run_tune(
     resume: bool,
     cache: Path,
 ):
-    """Run (or resume) the search over the checked `space`; returns Tune's ResultGrid."""
+    """Run (or resume) the search over the checked `space`; returns Tune's ResultGrid and
+    the shared phase files of each fold ({fold: {stem: path}}, empty without reuse)."""
     config = prepared.config
     n_folds = len(prepared.plans)
     dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
@@ -183,7 +184,7 @@ def run_tune(
         tuner = tune.Tuner.restore(
             str(experiment), trainable, resume_unfinished=True, resume_errored=True
         )
-        return tuner.fit()
+        return tuner.fit(), shared
     callbacks = [
         TrialProgress(str(folder.log_path.resolve()), n_folds, config.tune.num_samples),
         *tune_callbacks(storage, config.tracking, config.name),
@@ -220,7 +221,7 @@ def run_tune(
             callbacks=callbacks,
         ),
     )
-    return tuner.fit()
+    return tuner.fit(), shared
 
 
 @dataclass
@@ -274,7 +275,7 @@ def tune_experiment(
             f"raycv: {'resuming' if resumed else 'starting'} search {config.name!r}: "
             f"{config.tune.num_samples} trials x {n_folds} folds -> {folder}"
         )
-        grid = run_tune(prepared, folder, board, space, lanes, resumed, cache)
+        grid, shared = run_tune(prepared, folder, board, space, lanes, resumed, cache)
     finally:
         board.close()
         if started_here:
@@ -286,6 +287,7 @@ def tune_experiment(
         folder.path,
         trials.loc[trials["trial_id"] == summary["best"]["trial_id"]].iloc[0],
         config.name,
+        shared,
     )
     folder.write_json("summary.json", summary)
     return TuneOutcome(folder, summary, top_table(trials, list(space), summary))

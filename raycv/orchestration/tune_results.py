@@ -83,13 +83,26 @@ def best_trial(trials: pd.DataFrame) -> pd.Series:
     return complete.loc[complete["val_kappa_mean"].astype(float).idxmax()]
 
 
-def publish_best(tune_dir: Path, best: pd.Series, name: str) -> Path:
-    """Copy the best trial's run folder to best/ and its config to best.yaml (runnable)."""
+def publish_best(
+    tune_dir: Path, best: pd.Series, name: str, shared: dict[int, dict[str, Path]]
+) -> Path:
+    """Copy the best trial's run folder to best/ and its config to best.yaml (runnable).
+
+    A trial loaded the phases it shares with the others (`shared`: {fold: {stem: path}})
+    from the cache instead of keeping copies; best/ gets them, so that it holds every
+    model of every fold, as any run folder does, and `raycv predict` can use it.
+    """
     source = tune_dir / "trials" / str(best["trial_id"])
     target = tune_dir / "best"
     shutil.rmtree(target, ignore_errors=True)
     # Ray's own trainer state stays with the trial; best/ is a plain CONTRACTS run folder
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("ray"))
+    for fold, files in shared.items():
+        fold_dir = target / "checkpoints" / f"fold{fold}"
+        for stem, path in files.items():
+            if not (fold_dir / f"{stem}.pt").exists():
+                fold_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, fold_dir / f"{stem}.pt")
     text = (source / "config.yaml").read_text()
     best_yaml = tune_dir / "best.yaml"
     best_yaml.write_text(
