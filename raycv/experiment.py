@@ -111,6 +111,8 @@ def run_cv(
             f"{len(prepared.dataset)} samples, {len(np.unique(prepared.dataset.patient_id))} "
             f"patients, {len(prepared.plans)} folds, executor {executor_name} -> {folder}"
         )
+        for line in data_notes(prepared.dataset):  # what loading the data found, kept in run.log
+            board.say(f"raycv: data: {line}")
         if config.fusion.mode == "fixed":
             # stage1.epochs would otherwise look ignored: with fixed weights and a frozen
             # image branch no weight can change, so the stage is a single evaluation
@@ -122,11 +124,37 @@ def run_cv(
     finally:
         board.close()
     summary = write_results(prepared, folder, results, time.time() - t0)
-    folder.write_json(
-        "provenance.json", provenance(prepared.dataset.fingerprint(), started, executor_name)
-    )
+    record = provenance(prepared.dataset.fingerprint(), started, executor_name)
+    notes = prepared.dataset.notes
+    record["data"] = {
+        "layout": notes.get("layout"),
+        "warnings": list(notes.get("warnings", [])),
+        # data.missing_images: drop -> the visits left out, per modality
+        "dropped": notes.get("dropped", {}),
+    }
+    folder.write_json("provenance.json", record)
     folder.sync()
     return RunOutcome(folder, summary)
+
+
+def data_notes(dataset) -> list[str]:
+    """One line per thing a user should know about how their data was read."""
+    notes = dataset.notes
+    lines = list(notes.get("warnings", []))
+    for modality, ids in (notes.get("dropped") or {}).items():
+        if ids:
+            lines.append(
+                f"{len(ids)} visit(s) without a {modality} image dropped "
+                f"(data.missing_images: drop; ids in provenance.json)"
+            )
+    for modality, stats in (notes.get("images") or {}).items():
+        without = (stats.get("visits") or {}).get("0", 0)
+        if without:
+            lines.append(
+                f"{without} visit(s) without a {modality} image kept (data.missing_images: "
+                f"mask): the {modality} model does not predict them"
+            )
+    return lines
 
 
 def write_results(

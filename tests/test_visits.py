@@ -171,3 +171,37 @@ def test_masked_visits_have_no_image_prediction_and_fuse_from_the_forest(tiny):
     )
     assert summary["thermal_map"]["kappa_pooled"] == pytest.approx(expected)
     assert isinstance(table, pd.DataFrame)
+
+
+@pytest.mark.parametrize("mode", ["drop", "mask"])
+def test_a_run_records_what_missing_images_did(mode, tmp_path):
+    """drop: the dropped visits' ids in provenance.json; mask: run.log says how many visits
+    an image model cannot predict; both counted in predictions.csv / summary.json."""
+    import contextlib
+    import io
+    import json
+
+    from raycv.cli import main
+    from tests.conftest import TINY, write_config
+
+    raw = {**TINY, "data": {**TINY["data"], "missing_images": mode}}
+    raw["data"]["synthetic"] = {**raw["data"]["synthetic"], "missing_images": 0.15}
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", str(write_config(tmp_path, raw)), "--output", str(out),
+                     "--executor", "sequential"])  # fmt: skip
+    assert code == 0
+    provenance = json.loads((out / "provenance.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv", dtype={"sample_id": str})
+    dropped = provenance["data"]["dropped"].get("thermal_map", [])
+    log = (out / "run.log").read_text()
+    if mode == "drop":
+        assert dropped and not set(dropped) & set(predictions["sample_id"])
+        assert predictions["pred_thermal_map"].notna().all()
+        assert "dropped" in log
+    else:
+        assert not dropped
+        gone = int(predictions["pred_thermal_map"].isna().sum())
+        assert gone > 0 and f"{gone} visit(s) without a thermal_map image kept" in log
+        assert summary["models"]["thermal_map"]["n_predicted"] == len(predictions) - gone
