@@ -55,8 +55,22 @@ def test_quickstart_on_ray_writes_the_contract_run_folder(local_ray, tmp_path, c
     assert printed.out.strip().splitlines()[-1] == f"report: {out}/report.html"
 
 
-def test_ray_and_sequential_executors_give_the_same_predictions(local_ray, tmp_path):
-    config = write_config(tmp_path, TINY)
+# A cohort shaped like a real export: several images per visit, two image modalities,
+# visits without an image kept (data.missing_images: mask).
+RICH = {
+    **TINY,
+    "data": {
+        **TINY["data"],
+        "synthetic": {**TINY["data"]["synthetic"], "images_per_visit": 3, "missing_images": 0.2},
+        "modalities": ["metadata", "thermal_map", "depth_map"],
+        "missing_images": "mask",
+    },
+}
+
+
+@pytest.mark.parametrize("raw", [TINY, RICH], ids=["single", "rich"])
+def test_ray_and_sequential_executors_give_the_same_predictions(local_ray, tmp_path, raw):
+    config = write_config(tmp_path, raw)
     ray_out, seq_out = tmp_path / "ray", tmp_path / "seq"
     assert main(["run", str(config), "--output", str(ray_out)]) == 0
     assert main(["run", str(config), "--output", str(seq_out), "--executor", "sequential"]) == 0
