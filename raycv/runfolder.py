@@ -1,4 +1,4 @@
-"""The run folder (CONTRACTS 3): claiming it, resuming it, writing its files atomically.
+"""The run folder: claiming it, resuming it, writing its files atomically.
 
 An existing folder is never silently reused: `--resume` continues it (refused if the
 config changed), `--overwrite` replaces it, anything else is refused.

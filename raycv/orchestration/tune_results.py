@@ -95,7 +95,7 @@ def publish_best(
     source = tune_dir / "trials" / str(best["trial_id"])
     target = tune_dir / "best"
     shutil.rmtree(target, ignore_errors=True)
-    # Ray's own trainer state stays with the trial; best/ is a plain CONTRACTS run folder
+    # Ray's own trainer state stays with the trial; best/ is a plain run folder
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("ray"))
     for fold, files in shared.items():
         fold_dir = target / "checkpoints" / f"fold{fold}"

@@ -99,7 +99,7 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
             tune.report(trial_metrics(done, reported[0], dataset, config.metrics.kappa_weights))
 
     def finish_folder(results: list[FoldResult]) -> None:
-        for k, files in plan.shared.items():  # each trial's folder stands alone (CONTRACTS 3)
+        for k, files in plan.shared.items():  # each trial's folder stands alone
             for stem, path in files.items():
                 if not folder.fold_dir(k).joinpath(f"{stem}.pt").exists():
                     shutil.copy2(path, folder.fold_dir(k) / f"{stem}.pt")
