@@ -116,9 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write report.html / report.md (tables, bootstrap CIs, figures) for a run folder",
         description="Build the report of a finished run or tune folder from its files alone "
         "(never trains): per-model kappas with patient-level bootstrap CIs, the paired "
-        "fusion-vs-single-modality and stage 2-vs-stage 1 differences, figures.",
+        "fusion-vs-single-modality and stage 2-vs-stage 1 differences (bootstrap and "
+        "corrected t-test), calibration, subgroups, figures.",
     )
     report.add_argument("run_dir", help="a run folder (or a tune folder)")
+    report.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a report.* setting of the run and recompute its statistics from the "
+        "folder, without training, e.g. --set report.subgroups=[age,sex] (repeatable)",
+    )
     report.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples of patients (default 2000)"
     )
@@ -351,6 +361,10 @@ def cmd_submit(args) -> int:
 def cmd_report(args) -> int:
     from raycv.report import build_report
 
+    if args.overrides:  # new report settings: summary.json's statistics first, no training
+        from raycv.statistics.refresh import refresh_statistics
+
+        refresh_statistics(Path(args.run_dir), args.overrides, args.bootstrap, args.seed)
     written = build_report(Path(args.run_dir), n_boot=args.bootstrap, seed=args.seed)
     for path in written:
         print(path)

@@ -308,6 +308,14 @@ class TrackingConfig:
 
 
 @dataclass
+class ReportConfig:
+    # metadata columns whose values get their own kappa (numeric: quartiles, labelled by
+    # their ranges; missing values: a group "missing"); `raycv report RUN --set
+    # report.subgroups=[age,sex]` recomputes them without training
+    subgroups: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     name: str = "experiment"  # names the run folder (runs/<name>); default: the file's stem
     data: DataConfig = field(default_factory=DataConfig)
@@ -323,6 +331,7 @@ class Config:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     # -- derived views ------------------------------------------------------
     @property

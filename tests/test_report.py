@@ -17,12 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 from raycv.cli import main
 from raycv.errors import RaycvError
 from raycv.report import build_report, try_build_report
-from raycv.report.bootstrap import (
+from raycv.report.decisive import fusion_verdict, stage2_verdict
+from raycv.report.load import load_run
+from raycv.report.overfitting import GAP_LIMIT, overfitting_check
+from raycv.report.scores import confusions_by_model, model_scores
+from raycv.statistics.bootstrap import (
     Interval,
     bootstrap_kappa,
     kappa_from_confusion,
@@ -31,13 +36,10 @@ from raycv.report.bootstrap import (
     patient_confusions,
     patient_draws,
 )
-from raycv.report.decisive import fusion_verdict, stage2_verdict
-from raycv.report.load import load_run
-from raycv.report.overfitting import GAP_LIMIT, overfitting_check
-from raycv.report.scores import confusions_by_model, model_scores
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["I", "P", "R"]
 N_BOOT = 400  # enough to exercise the bootstrap; the CLI's default is 2000
 
 
@@ -73,6 +75,19 @@ def markdown_table(text: str, first_header: str) -> list[list[str]]:
     return rows
 
 
+def hand_ece(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
+    """ECE written out bin by bin: (b/10, (b+1)/10], bin 0 also holding 0."""
+    confidence = probs.max(1)
+    correct = np.asarray(classes)[probs.argmax(1)] == y
+    total = 0.0
+    for b in range(10):
+        low, high = b / 10, (b + 1) / 10
+        rows = (confidence > low) & (confidence <= high) | ((b == 0) & (confidence == 0))
+        if rows.any():
+            total += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
+    return total
+
+
 # -- the comparison table ------------------------------------------------------------
 
 
@@ -98,8 +113,12 @@ def test_the_table_is_what_scikit_learn_computes_from_predictions_csv(run_dir, r
         assert cells[1 : len(folds) + 3] == expected, model
         low, high = (float(v) for v in cells[len(folds) + 3].strip("[]").split(", "))
         assert low <= pooled + 5e-4 and pooled - 5e-4 <= high and low < high
-        assert cells[-2] == f"{accuracy_score(y, p):.3f}"
-        assert cells[-1] == f"{f1_score(y, p, labels=classes, average='macro'):.3f}"
+        assert cells[-4] == f"{accuracy_score(y, p):.3f}"
+        assert cells[-3] == f"{f1_score(y, p, labels=classes, average='macro'):.3f}"
+        probs = pred[[f"prob_{model}_{c}" for c in classes]].to_numpy(dtype=float)
+        onehot = (y.to_numpy()[:, None] == np.asarray(classes)[None, :]).astype(float)
+        assert cells[-2] == f"{np.mean(((probs - onehot) ** 2).sum(1)):.3f}"  # Brier
+        assert cells[-1] == f"{hand_ece(probs, y.to_numpy(), classes):.3f}"
         # and the summary.json the run wrote agrees
         np.testing.assert_allclose(summary["models"][model]["kappa_per_fold"], per_fold)
 
@@ -243,7 +262,118 @@ def test_the_decisive_lines_are_the_paired_bootstrap_of_the_run(run_dir, report)
     assert f"- **{fusion_verdict(diff, best)}**" in text.splitlines()
     kept = sum(run.summary["stage2_kept"])
     assert f"stage 2 was kept in {kept} of 3 folds" in text
-    assert "stage 2" in markdown_table(text, "difference in pooled kappa")[-1][-1]
+    assert "stage 2" in markdown_table(text, "difference")[-1][-1]
+
+
+def test_the_corrected_t_test_beside_the_bootstrap_is_scipys_on_the_fold_kappas(run_dir, report):
+    text = (run_dir / "report.md").read_text()
+    pred = pd.read_csv(run_dir / "predictions.csv", dtype=str)
+    folds = pred["fold"].astype(int)
+    rows = {r[0].split(" (")[0]: r for r in markdown_table(text, "difference")}
+    for baseline in ("metadata", "thermal_map"):
+        d = np.array(
+            [
+                cohen_kappa_score(p["label"], p["pred_fusion"], weights="quadratic", labels=CLASSES)
+                - cohen_kappa_score(
+                    p["label"], p[f"pred_{baseline}"], weights="quadratic", labels=CLASSES
+                )
+                for _, p in pred.groupby(folds, sort=True)
+            ]
+        )
+        ratio = np.mean([(folds == k).sum() / (folds != k).sum() for k in range(3)])
+        se = np.sqrt((1 / 3 + ratio) * d.var(ddof=1))
+        low, high = stats.t.interval(0.95, 2, loc=d.mean(), scale=se)
+        p = 2 * stats.t.sf(abs(d.mean() / se), 2)
+        cells = rows[f"fusion − {baseline}"]
+        assert cells[3] == f"{d.mean():+.3f}"
+        assert cells[4] == f"[{low:.3f}, {high:.3f}]"
+        assert cells[5] == (f"{p:.3f}" if p >= 0.001 else "< 0.001")
+    assert "split" in text and "patients of the same population" in text  # what each answers
+
+
+def test_the_head_says_what_was_run_and_the_appendix_where_to_find_it(run_dir, report):
+    text = (run_dir / "report.md").read_text()
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    head = {r[0]: r[1] for r in markdown_table(text, "setting")}
+    assert head["outer cross-validation"].startswith("3 folds × 1 repeat, grouped by patient")
+    assert head["stage 2"] == "lr 0.0001, unfreeze_depth all, BatchNorm frozen"
+    assert head["fusion"] == "fixed weights: metadata 0.70, thermal_map 0.30"
+    assert head["epochs (most)"].startswith("pretrain 3 (patience 2); stage1 2")
+    assert provenance["dataset_fingerprint"] in head["data"]
+    assert f"raycv {provenance['raycv_version']}" in head["software"]
+    assert text.index("## What was run") < text.index("## Models compared")
+    appendix = {r[0]: r[1] for r in markdown_table(text, "item")}
+    for item in ("Partitioning of the data by patient", "How settings were chosen"):
+        assert item in appendix
+    assert appendix["Calibration"].startswith("Models compared (Brier, ECE)")
+    assert appendix["Subgroups (fairness)"] == "Subgroups"
+
+
+# -- report --set: new report settings, recomputed from the folder -------------------
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_report_set_subgroups_recomputes_them_without_training(run_dir, tmp_path, capsys):
+    from raycv.data.synthetic import synthesize
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    checkpoints = _files(copy / "checkpoints")
+    predictions = (copy / "predictions.csv").read_bytes()
+    argv = ["report", str(copy), "--bootstrap", "100", "--set", "report.subgroups=[age,sex]"]
+    assert main(argv) == 0
+    assert _files(copy / "checkpoints") == checkpoints  # not a file touched: no training
+    assert (copy / "predictions.csv").read_bytes() == predictions
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    assert config["report"]["subgroups"] == ["age", "sex"]  # the folder describes itself
+    summary = json.loads((copy / "summary.json").read_text())
+    assert list(summary["subgroups"]) == ["age", "sex"]
+    assert summary["subgroups_bootstrap"] == {"resamples": 100, "seed": 0}
+    # kappa per sex, recomputed from the cohort itself and predictions.csv with scikit-learn
+    synthetic = TINY["data"]["synthetic"]
+    cohort, _ = synthesize(synthetic["patients"], synthetic["seed"], synthetic["image_size"])
+    pred = pd.read_csv(copy / "predictions.csv", dtype=str)
+    sex = pred["sample_id"].map(cohort.set_index("sample_id")["sex"])
+    for value in ("female", "male"):
+        part = pred[sex == value]
+        for model in ("metadata", "fusion"):
+            score = summary["subgroups"]["sex"][value][model]
+            expected = cohen_kappa_score(
+                part["label"], part[f"pred_{model}"], weights="quadratic", labels=["I", "P", "R"]
+            )
+            assert score["n"] == len(part)
+            assert score["kappa"] == pytest.approx(expected, abs=1e-12)
+    assert sum(g["fusion"]["n"] for g in summary["subgroups"]["age"].values()) == len(pred)
+    text = (copy / "report.md").read_text()
+    assert "## Subgroups" in text and "| sex | rows |" in text
+    printed = capsys.readouterr().out.split()
+    assert str(copy / "subgroups_age.png") in printed and (copy / "subgroups_sex.png").is_file()
+    # the other statistics were not disturbed by the recompute
+    before = json.loads((run_dir / "summary.json").read_text())
+    assert (
+        summary["models"]["fusion"]["kappa_per_fold"]
+        == before["models"]["fusion"]["kappa_per_fold"]
+    )
+
+
+def test_report_set_refuses_keys_that_need_training_and_unknown_columns(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "report*"))
+    summary = (copy / "summary.json").read_bytes()
+    assert main(["report", str(copy), "--set", "stage2.lr=1e-7"]) == 2
+    assert "stage2.lr would change what was trained" in capsys.readouterr().err
+    assert main(["report", str(copy), "--set", "report.subgroups=[age,agee]"]) == 2
+    err = capsys.readouterr().err
+    assert "['agee']" in err and "report.subgroups" in err
+    assert (copy / "summary.json").read_bytes() == summary  # a refusal changes nothing
+    assert not (copy / "report.html").exists()
 
 
 # -- the overfitting check -----------------------------------------------------------
@@ -291,7 +421,12 @@ def test_overfitting_rows_of_the_run_match_history_csv(run_dir, report):
 def test_report_files_are_written_and_the_html_stands_alone(run_dir, report):
     html, md, *pngs = report
     assert html == run_dir / "report.html" and md == run_dir / "report.md"
-    assert [p.name for p in pngs] == ["fold_kappas.png", "confusion.png", "training_curves.png"]
+    assert [p.name for p in pngs] == [
+        "fold_kappas.png",
+        "confusion.png",
+        "reliability.png",
+        "training_curves.png",
+    ]
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = html.read_text()
@@ -316,6 +451,7 @@ def test_report_cli_prints_the_files_it_wrote(run_dir, tmp_path, capsys):
             "report.md",
             "fold_kappas.png",
             "confusion.png",
+            "reliability.png",
             "training_curves.png",
         )
     ]

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+
 from raycv.config import Config
 from raycv.data.check import summarize
 from raycv.data.dataset import Dataset, ImageSet
-from raycv.data.loading import folder_settings, load_folder
+from raycv.data.loading import folder_settings, load_folder, read_metadata
 from raycv.data.settings import Settings
-from raycv.data.synthetic import synthesize, synthetic_dataset, synthetic_settings, write_dataset
+from raycv.data.synthetic import (
+    synthesize,
+    synthetic_dataset,
+    synthetic_settings,
+    synthetic_table,
+    write_dataset,
+)
 from raycv.errors import DataError
 
 
@@ -28,6 +36,17 @@ def load_dataset(config: Config, labels: str = "required") -> Dataset:
     if config.data.path is not None:
         return load_folder(config, labels_optional=labels == "optional")
     return synthetic_dataset(config)
+
+
+def load_table(config: Config) -> pd.DataFrame:
+    """The metadata of a config's dataset without reading (or drawing) a single image: one
+    row per sample of metadata.csv (or the synthetic cohort), indexed by sample_id, every
+    column but the ids and the label, numbers as float64 and text as str, NaN where
+    missing. Checked as for a run (DataError naming the file, row or column)."""
+    table = read_metadata(config) if config.data.path is not None else synthetic_table(config)
+    frame = table.features.copy()
+    frame.index = pd.Index(table.sample_id, name="sample_id")
+    return frame
 
 
 def resolved_settings(config: Config) -> Settings:
@@ -65,6 +84,7 @@ __all__ = [
     "Settings",
     "check_dataset",
     "load_dataset",
+    "load_table",
     "resolve_config",
     "resolved_settings",
     "summarize",

@@ -1,4 +1,4 @@
-"""A dataset folder (CONTRACTS section 1) -> a validated Dataset, or one DataError.
+"""A dataset folder -> a validated Dataset, or one DataError.
 
 The steps, each refusing bad input with a message naming the file, row or column:
 metadata.csv (`table`), where each visit's images are (`layout`), visits without
@@ -21,6 +21,7 @@ What loading found goes into `Dataset.notes` (plain data, not fingerprinted), fo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 
@@ -55,6 +56,20 @@ def read_header(config: Config) -> list[str]:
     folder = _open(config.data.path)
     where = folder.show(METADATA_CSV)
     return header(decode_text(folder.read(METADATA_CSV), config.data.encoding, where), where)
+
+
+def read_metadata(config: Config) -> Table:
+    """data.path's metadata.csv checked as for a run, every column but the ids and the
+    label read as a feature (numbers or text, as the forest would see them); no image is
+    located or read. For reports by subgroup, which may name a column the run left out."""
+    folder = _open(config.data.path)
+    where = folder.show(METADATA_CSV)
+    text = decode_text(folder.read(METADATA_CSV), config.data.encoding, where)
+    names = header(text, where)
+    settings = resolve(config, _read_spec(folder), names)
+    roles = (settings.columns.sample_id, settings.columns.patient_id, settings.columns.label)
+    settings = dataclasses.replace(settings, features=tuple(c for c in names if c not in roles))
+    return read_table(parse_csv(text, names, settings, where), settings, where)
 
 
 def _open(path: str) -> Folder:

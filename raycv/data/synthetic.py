@@ -34,6 +34,7 @@ with the defaults the cohort is the one of earlier versions, bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 
@@ -49,7 +50,7 @@ from raycv.data.folder import Folder
 from raycv.data.layout import MANIFEST, Located
 from raycv.data.loading import DATASET_YAML, METADATA_CSV, assemble
 from raycv.data.settings import Settings, resolve
-from raycv.data.table import read_table
+from raycv.data.table import Table, read_table
 from raycv.errors import DataError
 
 CLASSES = ("I", "P", "R")
@@ -102,6 +103,15 @@ def synthetic_settings(config: Config) -> Settings:
     return resolve(config, {}, ["sample_id", "patient_id", "label", *FEATURES])
 
 
+def synthetic_table(config: Config) -> Table:
+    """The cohort's metadata, checked like `synthetic_dataset`'s; every column but the ids
+    and the label read as a feature; no image is drawn."""
+    p = config.data.synthetic
+    where = f"the synthetic cohort (patients={p.patients}, seed={p.seed})"
+    settings = dataclasses.replace(synthetic_settings(config), features=FEATURES)
+    return read_table(synthetic_metadata(p.patients, p.seed), settings, where)
+
+
 def synthetic_dataset(config: Config) -> Dataset:
     """config.data.synthetic -> Dataset, checked and assembled exactly like a folder."""
     p = config.data.synthetic
@@ -150,7 +160,7 @@ def write_dataset(
     colormap_name: str | None = None,
     layout: str = "folder",
 ) -> str:
-    """Write the cohort as a dataset folder (CONTRACTS section 1); returns out_dir.
+    """Write the cohort as a dataset folder; returns out_dir.
 
     Images are .npy arrays, or with `colormap_name` RGB PNGs colour-mapped on the fixed
     EXPORT_RANGE of each modality (written into dataset.yaml's description), as a
@@ -254,7 +264,7 @@ def synthesize(
 ) -> tuple[pd.DataFrame, dict[str, list[list[np.ndarray]]]]:
     """-> (metadata with sample_id, patient_id, label and FEATURES;
     {image modality: per visit, its (S, S) float32 images (none, one or several)})."""
-    streams = dict(zip(_STREAMS, np.random.SeedSequence(seed).spawn(len(_STREAMS)), strict=True))
+    streams = _streams(seed)
     frame, h = _cohort(patients, np.random.default_rng(streams["cohort"]))
     patient = pd.factorize(frame["patient_id"])[0]
     out = {}
@@ -269,6 +279,16 @@ def synthesize(
         layout_rng = np.random.default_rng(streams[f"{modality} layout"])
         out[modality] = _shots(maps, images_per_visit, missing_images, modality, layout_rng)
     return frame, out
+
+
+def synthetic_metadata(patients: int = 268, seed: int = 0) -> pd.DataFrame:
+    """The cohort's metadata table alone (sample_id, patient_id, label, FEATURES), the one
+    `synthesize` returns, without drawing a single image (reports by subgroup need it)."""
+    return _cohort(patients, np.random.default_rng(_streams(seed)["cohort"]))[0]
+
+
+def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
+    return dict(zip(_STREAMS, np.random.SeedSequence(seed).spawn(len(_STREAMS)), strict=True))
 
 
 def _shots(maps, per_visit: int, missing: float, modality: str, rng) -> list[list[np.ndarray]]:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from raycv.report.checklist import checklist_section
 from raycv.report.document import Document, Figure
+from raycv.report.head import head_section
 from raycv.report.html import render_html
 from raycv.report.load import RunRecord, is_tune_folder, load_run, load_tune
 from raycv.report.markdown import render_markdown
-from raycv.report.sections import run_sections, tune_sections
+from raycv.report.sections import DECISIVE_TITLE, run_sections, tune_sections
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,9 @@ def build_report(run_dir: Path, n_boot: int = 2000, seed: int = 0) -> list[Path]
     run_dir = Path(run_dir)
     if is_tune_folder(run_dir):
         tune = load_tune(run_dir)
-        sections = tune_sections(tune, run_dir)
+        sections = [head_section(tune.best), *tune_sections(tune, run_dir)]
         sections += run_sections(tune.best, n_boot, seed, run_dir, "best_", "Best trial")
+        sections.append(checklist_section(tune.best, DECISIVE_TITLE, searched=True))
         doc = Document(
             f"raycv search report: {tune.best.name.removesuffix('-best')}",
             _subtitle(tune.best, f"{run_dir} (best trial: best/)"),
@@ -49,9 +52,9 @@ def build_report(run_dir: Path, n_boot: int = 2000, seed: int = 0) -> list[Path]
         )
     else:
         run = load_run(run_dir)
-        doc = Document(
-            f"raycv report: {run.name}", _subtitle(run), run_sections(run, n_boot, seed, run_dir)
-        )
+        sections = [head_section(run), *run_sections(run, n_boot, seed, run_dir)]
+        sections.append(checklist_section(run, DECISIVE_TITLE))
+        doc = Document(f"raycv report: {run.name}", _subtitle(run), sections)
     html, md = run_dir / "report.html", run_dir / "report.md"
     html.write_text(render_html(doc))
     md.write_text(render_markdown(doc))

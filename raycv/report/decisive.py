@@ -1,7 +1,9 @@
 """The decisive numbers: does the fusion beat the single modalities, did stage 2 help?
 
 Each answer is a paired patient-level bootstrap of a kappa difference and one line in
-words. "Beats" needs the whole 95% interval above 0; anything else is no evidence.
+words. "Beats" needs the whole 95% interval above 0; anything else is no evidence. Beside
+it, the corrected resampled t-test of the per-fold differences (raycv.statistics.corrected)
+answers the other question: how much the difference moves from one split to another.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raycv.report.bootstrap import Interval, paired_difference, patient_confusions
 from raycv.report.load import RunRecord
 from raycv.report.scores import ModelScores
+from raycv.statistics.bootstrap import Interval, paired_difference, patient_confusions
+from raycv.statistics.corrected import CorrectedTTest, compare
 
 
 @dataclass
 class Comparison:
     model: str  # kappa(model) - kappa(baseline)
     baseline: str
-    difference: Interval
+    difference: Interval  # pooled kappa, paired patient bootstrap
     verdict: str
+    corrected: CorrectedTTest  # per-fold kappa, Nadeau & Bengio's corrected t-test
 
 
 def modality_name(model: str) -> str:
@@ -66,13 +70,21 @@ def fusion_comparisons(
     for baseline in order:
         fusion, other = _on_common_visits(run, confusions, "fusion", baseline)
         diff = paired_difference(fusion, other, draws, run.kappa_weights)
-        out.append(Comparison("fusion", baseline, diff, fusion_verdict(diff, baseline)))
+        verdict = fusion_verdict(diff, baseline)
+        out.append(Comparison("fusion", baseline, diff, verdict, _corrected(run, baseline)))
     diff = paired_difference(
         confusions["fusion"], confusions["fusion_stage1"], draws, run.kappa_weights
     )
     identical = bool((run.preds["fusion"] == run.preds["fusion_stage1"]).all())
-    out.append(Comparison("fusion", "fusion_stage1", diff, stage2_verdict(diff, identical)))
+    verdict = stage2_verdict(diff, identical)
+    out.append(
+        Comparison("fusion", "fusion_stage1", diff, verdict, _corrected(run, "fusion_stage1"))
+    )
     return out
+
+
+def _corrected(run: RunRecord, baseline: str) -> CorrectedTTest:
+    return compare(run.predictions, "fusion", baseline, run.classes, run.kappa_weights)
 
 
 def _on_common_visits(run: RunRecord, confusions: dict, a: str, b: str):

@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from raycv.report.load import RunRecord, TuneRecord
 from raycv.report.overfitting import phase_label, phases_of
 from raycv.report.scores import ModelScores
+from raycv.statistics.calibration import EDGES, brier, model_rows, reliability
 
 DPI = 110
 FOLD_COLOURS = [f"C{i}" for i in range(10)]
@@ -195,4 +196,74 @@ def tune_objective(tune: TuneRecord, path: Path) -> Path:
     right.set_ylim(top=top * 1.3 if top > 0 else 1.0)  # room for the legend above the bars
     right.legend(fontsize=8, loc="upper right")
     fig.subplots_adjust(wspace=0.35)
+    return _save(fig, path)
+
+
+def reliability_diagrams(run: RunRecord, path: Path) -> Path:
+    """Per model (columns): accuracy against confidence in 10 equal-width bins of the
+    top-class probability (top; the diagonal is perfect calibration), and how many rows
+    fall in each bin (bottom)."""
+    fig = Figure(figsize=(3.1 * len(run.models), 4.4))
+    axes = fig.subplots(2, len(run.models), squeeze=False, height_ratios=[3, 1], sharex=True)
+    centres = (EDGES[:-1] + EDGES[1:]) / 2
+    for col, m in enumerate(run.models):
+        probs, y = model_rows(run.predictions, m, run.classes)
+        top, bottom = axes[0, col], axes[1, col]
+        top.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
+        if len(y):
+            bins = reliability(probs, y)
+            filled = bins.count > 0
+            top.bar(
+                centres[filled],
+                bins.accuracy[filled],
+                width=0.1,
+                color="C0",
+                alpha=0.75,
+                edgecolor="white",
+                label="accuracy",
+            )
+            top.plot(bins.confidence[filled], bins.accuracy[filled], "k.", label="mean confidence")
+            bottom.bar(centres, bins.count, width=0.1, color="C7", edgecolor="white")
+            top.set_title(f"{m}\nECE {bins.ece:.3f} · Brier {brier(probs, y):.3f}", fontsize=9)
+        else:
+            top.set_title(f"{m}\n(no predictions)", fontsize=9)
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        bottom.set_xlabel("confidence (top-class probability)")
+        bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("rows")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.subplots_adjust(hspace=0.08, wspace=0.3)
+    return _save(fig, path)
+
+
+def subgroup_forest(column: str, groups: dict, pooled: dict, kappa_weights: str, path: Path):
+    """Forest plot of one subgroup column: per value (rows) each model's kappa with its 95%
+    patient-bootstrap interval; dotted lines: each model's pooled kappa over all visits."""
+    values = list(groups)
+    models = list(next(iter(groups.values()))) if groups else []
+    fig = Figure(figsize=(7.0, 1.2 + 0.2 * len(values) * max(2, len(models))))
+    ax = fig.subplots()
+    step = 0.7 / max(1, len(models))
+    for i, m in enumerate(models):
+        colour = f"C{i % 10}"
+        y = np.arange(len(values)) + (i - (len(models) - 1) / 2) * step
+        for row, value in enumerate(values):
+            score = groups[value][m]
+            if score["kappa"] is None:
+                continue
+            if score["ci95"] is not None:
+                ax.hlines(y[row], *score["ci95"], color=colour, linewidth=1.4)
+            ax.plot(score["kappa"], y[row], "o", color=colour, markersize=4)
+        ax.plot([], [], "o-", color=colour, label=m)
+        if pooled.get(m) is not None:
+            ax.axvline(pooled[m], color=colour, linestyle=":", linewidth=0.9)
+    labels = [f"{v}  (n={max((s['n'] for s in groups[v].values()), default=0)})" for v in values]
+    ax.set_yticks(np.arange(len(values)), labels)
+    ax.invert_yaxis()  # first group on top, as the table lists them
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel(f"kappa ({kappa_weights}), 95% patient-bootstrap CI")
+    ax.set_title(f"Kappa by {column}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)

@@ -1,4 +1,4 @@
-"""Reading a finished run folder (CONTRACTS 3) or tune folder for a report; never writes.
+"""Reading a finished run folder or tune folder for a report; never writes.
 
 Class order comes from summary.json (the config's order), never from the labels seen:
 every matrix, per-class column and kappa weight depends on it.

@@ -1,8 +1,9 @@
 """The comparison table's numbers: per model, fold kappas, their mean and spread, and the
-pooled out-of-fold kappa with its patient-bootstrap interval, accuracy and macro F1.
+pooled out-of-fold kappa with its patient-bootstrap interval, accuracy and macro F1, and
+the calibration of its probabilities (Brier score, ECE).
 
 Point values are scikit-learn's, from predictions.csv in the config's class order, so
-anyone can recompute them (CONTRACTS 3); only the intervals come from the bootstrap.
+anyone can recompute them; only the intervals come from the bootstrap.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
-from raycv.report.bootstrap import Interval, bootstrap_kappa, patient_confusions
 from raycv.report.load import RunRecord
+from raycv.statistics.bootstrap import Interval, bootstrap_kappa, patient_confusions
+from raycv.statistics.calibration import calibration
 
 
 @dataclass
@@ -27,6 +29,8 @@ class ModelScores:
     accuracy: float  # pooled
     macro_f1: float  # pooled
     n_predicted: int  # visits the model predicts (an image model: those with its image)
+    brier: float | None  # multi-class Brier score of its probabilities (0 is perfect)
+    ece: float | None  # expected calibration error, 10 equal-width confidence bins
 
 
 def sklearn_kappa(y_true, y_pred, n_classes: int, kappa_weights: str) -> float:
@@ -54,6 +58,7 @@ def confusions_by_model(run: RunRecord) -> dict[str, np.ndarray]:
 def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[ModelScores]:
     n = len(run.classes)
     folds = run.folds
+    calibrated = calibration(run.predictions, run.models, run.classes)
     out = []
     for m in run.models:
         known = run.predicted(m)
@@ -74,6 +79,8 @@ def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[Mo
                     f1_score(y, pred, labels=list(range(n)), average="macro", zero_division=0)
                 ),
                 n_predicted=int(known.sum()),
+                brier=calibrated[m]["brier"],
+                ece=calibrated[m]["ece"],
             )
         )
     return out

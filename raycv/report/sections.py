@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from raycv.report import figures
-from raycv.report.bootstrap import patient_draws
 from raycv.report.decisive import fusion_comparisons, modality_name, stage2_kept
 from raycv.report.document import Bullets, Figure, Paragraph, Section, Table, number
 from raycv.report.load import RunRecord, TuneRecord
 from raycv.report.overfitting import GAP_LIMIT, overfitting_check
 from raycv.report.scores import confusions_by_model, model_scores
+from raycv.report.subgroups import subgroup_section
+from raycv.statistics.bootstrap import patient_draws
 
 
 def _interval_cells(interval, signed: bool = False) -> list[str]:
@@ -39,6 +40,7 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
         pooled = _interval_cells(s.kappa_pooled)
         rows.append(
             [s.model, *folds, mean, *pooled, number(s.accuracy), number(s.macro_f1)]
+            + [number(s.brier), number(s.ece)]
             + ([str(s.n_predicted)] if partial else [])
         )
     n_patients = len(np.unique(run.patient_id))
@@ -51,13 +53,19 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
             "95% CI",
             "accuracy",
             "macro F1",
+            "Brier",
+            "ECE",
             *(["visits"] if partial else []),
         ],
         rows=rows,
         caption=(
             f"Cohen's kappa ({run.kappa_weights}) on the outer test folds. Pooled: all "
             f"out-of-fold predictions together, 95% CI from {n_boot} bootstrap resamples of "
-            f"the {n_patients} patients. Accuracy and macro F1: pooled."
+            f"the {n_patients} patients. Accuracy and macro F1: pooled. Calibration of the "
+            "probabilities, pooled: Brier score (mean squared distance to the true class, 0 "
+            f"is perfect, {1 - 1 / len(run.classes):.3f} is a uniform guess) and ECE "
+            "(expected calibration error: the gap between confidence and accuracy over 10 "
+            "equal-width bins of the top-class probability, weighted by their rows)."
             + (
                 f" Visits: how many of the {n_visits} each model predicts; an image model "
                 "has no prediction for a visit without its image (data.missing_images: "
@@ -69,8 +77,11 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
     )
 
 
+DECISIVE_TITLE = "Does the fusion beat the single modalities?"
+
+
 def decisive_section(run: RunRecord, scores, confusions, draws) -> Section:
-    section = Section("Does the fusion beat the single modalities?")
+    section = Section(DECISIVE_TITLE)
     comparisons = fusion_comparisons(run, scores, confusions, draws)
     if not comparisons:
         section.blocks.append(
@@ -87,23 +98,64 @@ def decisive_section(run: RunRecord, scores, confusions, draws) -> Section:
         [
             f"fusion − {c.baseline}" + (" (best single modality)" if c is best else ""),
             *_interval_cells(c.difference, signed=True),
+            *_corrected_cells(c.corrected),
             c.verdict,
         ]
         for c in comparisons
     ]
+    test = comparisons[0].corrected
     section.blocks.append(
         Table(
-            columns=["difference in pooled kappa", "estimate", "95% CI", "in words"],
+            columns=[
+                "difference",
+                "pooled",
+                "bootstrap 95% CI",
+                "mean over folds",
+                "corrected t-test 95% CI",
+                "p",
+                "in words (bootstrap)",
+            ],
             rows=rows,
-            text_columns=(0, 3),
+            text_columns=(0, 6),
             caption=(
-                "Paired patient-level bootstrap: both models scored on the same resampled "
-                "patients; 'beats' needs the whole interval above 0. The best single "
-                f"modality ({modality_name(best.baseline)}) was picked by pooled kappa."
+                "Pooled: kappa of all out-of-fold predictions, fusion minus the other model, "
+                "with a paired patient-level bootstrap (both models scored on the same "
+                "resampled patients; 'beats' needs the whole interval above 0). Mean over "
+                f"folds: the mean of the J = {test.units} per-fold kappa differences, with "
+                f"Nadeau & Bengio's corrected resampled t-test (t with {test.df} degrees of "
+                f"freedom, variance (1/J + n_test/n_train) · s², n_test/n_train = "
+                f"{number(test.test_train_ratio)}), two-sided p. Each difference uses the "
+                "visits both models predict. The best single modality "
+                f"({modality_name(best.baseline)}) was picked by pooled kappa."
             ),
         )
     )
+    section.blocks.append(Paragraph(TWO_QUESTIONS.format(j=test.units)))
     return section
+
+
+# what the bootstrap and the corrected t-test each answer, and why few folds widen both
+TWO_QUESTIONS = (
+    "The two intervals answer different questions. The patient bootstrap asks how the pooled "
+    "difference would vary had other patients of the same population been sampled, the "
+    "fitted models held fixed. The corrected t-test asks how the difference varies from one "
+    "split of the data into training and test folds to another, models retrained each time; "
+    "it corrects the plain paired t-test over folds, which ignores that the folds' training "
+    "sets overlap and so is too confident. With few folds both are wide: {j} per-fold "
+    "differences leave the t-test few degrees of freedom (a large t quantile) and a noisy "
+    "s², and each small test fold gives the bootstrap few patients per model fit. More "
+    "repeats (cv.repeats) add degrees of freedom, but the correction term n_test/n_train "
+    "does not shrink with them: a wide interval is an honest answer for a cohort this size."
+)
+
+
+def _corrected_cells(test) -> list[str]:
+    mean = "n/a" if test.mean_difference is None else f"{test.mean_difference:+.3f}"
+    if test.ci95 is None:
+        return [mean, "n/a (no spread over folds)" if test.units >= 2 else "n/a", "n/a"]
+    low, high = test.ci95
+    p = f"{test.p_value:.3f}" if test.p_value >= 0.001 else "< 0.001"
+    return [mean, f"[{low:.3f}, {high:.3f}]", p]
 
 
 def overfitting_section(run: RunRecord) -> Section:
@@ -154,7 +206,8 @@ def overfitting_section(run: RunRecord) -> Section:
 def run_sections(
     run: RunRecord, n_boot: int, seed: int, out_dir: Path, prefix: str = "", title: str = ""
 ) -> list[Section]:
-    """Comparison table, decisive numbers, overfitting check and figures of one run."""
+    """Comparison table, decisive numbers, subgroups, overfitting check and figures of one
+    run."""
     draws = patient_draws(len(np.unique(run.patient_id)), n_boot, seed)
     confusions = confusions_by_model(run)
     scores = model_scores(run, confusions, draws)
@@ -162,6 +215,7 @@ def run_sections(
     sections = [
         Section(f"{head}Models compared", [comparison_table(scores, run, n_boot)]),
         decisive_section(run, scores, confusions, draws),
+        subgroup_section(run, out_dir, prefix),
         overfitting_section(run),
     ]
     plots = [
@@ -173,6 +227,13 @@ def run_sections(
             figures.confusion_matrices(run, out_dir / f"{prefix}confusion.png"),
             "Pooled out-of-fold confusion matrices (rows: true class; colour: share of the "
             "true class).",
+        ),
+        Figure(
+            figures.reliability_diagrams(run, out_dir / f"{prefix}reliability.png"),
+            "Reliability diagrams: per model, the accuracy of its out-of-fold predictions in "
+            "10 equal-width bins of the top-class probability (bars; dots at each bin's mean "
+            "confidence). On the dashed diagonal the probabilities mean what they say; below "
+            "it the model is overconfident. Bottom: rows per bin.",
         ),
     ]
     if run.history is not None and not run.history.empty:
