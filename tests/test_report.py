@@ -595,3 +595,36 @@ def test_a_tune_folder_reports_the_search_and_its_best_trial(tiny_search):
     )
     fusion = {r[0]: r for r in markdown_table(text, "model")}["fusion"]
     assert fusion[4] == f"{pooled:.3f}"
+
+
+def test_a_repeated_run_is_scored_per_repeat_and_fold(run_dir, tmp_path):
+    """predictions.csv with a repeat column: per-fold kappas in (repeat, fold) order, the
+    pooled kappa the mean over repeats of each repeat's, the t-test over every unit."""
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("checkpoints", "report*"))
+    pred = pd.read_csv(moved / "predictions.csv", dtype={"sample_id": str, "patient_id": str})
+    patients = pred["patient_id"].unique()
+    other_folds = dict(zip(patients, np.arange(len(patients))[::-1] % 3, strict=True))
+    shuffled = pred.assign(fold=pred["patient_id"].map(other_folds))
+    table = pd.concat([pred.assign(repeat=0), shuffled.assign(repeat=1)], ignore_index=True)
+    table.to_csv(moved / "predictions.csv", index=False)
+    build_report(moved, n_boot=50, seed=0)
+    run = load_run(moved)
+    assert run.units == [(r, k) for r in (0, 1) for k in range(3)]
+    draws = patient_draws(len(patients), 20, seed=0)
+    scores = {s.model: s for s in model_scores(run, confusions_by_model(run), draws)}
+    for model in ("metadata", "fusion"):
+        expected = [
+            cohen_kappa_score(p["label"], p[f"pred_{model}"], weights="quadratic", labels=CLASSES)
+            for _, p in table.groupby(["repeat", "fold"], sort=True)
+        ]
+        np.testing.assert_allclose(scores[model].kappa_per_fold, expected, atol=1e-12)
+        pooled = np.mean(
+            [
+                cohen_kappa_score(p["label"], p[f"pred_{model}"], weights="quadratic")
+                for _, p in table.groupby("repeat")
+            ]
+        )
+        assert scores[model].kappa_pooled.estimate == pytest.approx(pooled, abs=1e-12)
+    text = (moved / "report.md").read_text()
+    assert "J = 6 per-fold kappa differences" in text and "r1 f2" in text

@@ -14,7 +14,7 @@ import numpy as np
 
 from raycv.report.load import RunRecord
 from raycv.report.scores import ModelScores
-from raycv.statistics.bootstrap import Interval, paired_difference, patient_confusions
+from raycv.statistics.bootstrap import Interval, paired_difference, repeat_confusions
 from raycv.statistics.corrected import CorrectedTTest, compare
 
 
@@ -95,7 +95,9 @@ def _on_common_visits(run: RunRecord, confusions: dict, a: str, b: str):
     if both.all():
         return confusions[a], confusions[b]
     n = len(run.classes)
-    return tuple(patient_confusions(run.patient_id, run.y, run.preds[m], n, both) for m in (a, b))
+    return tuple(
+        repeat_confusions(run.patient_id, run.y, run.preds[m], n, both, run.repeats) for m in (a, b)
+    )
 
 
 def stage2_kept(summary: dict) -> tuple[int, int] | None:

@@ -30,16 +30,20 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def fold_kappas(scores: list[ModelScores], kappa_weights: str, path: Path) -> Path:
-    """Grouped bars: one group per model, one bar per outer fold, the mean as a line."""
+def fold_kappas(
+    scores: list[ModelScores], kappa_weights: str, path: Path, labels: list[str] | None = None
+) -> Path:
+    """Grouped bars: one group per model, one bar per outer fold (labels: one per fold, in
+    kappa_per_fold order), the mean as a line."""
     n_models, n_folds = len(scores), len(scores[0].kappa_per_fold)
+    labels = labels or [f"fold {k}" for k in range(n_folds)]
     fig = Figure(figsize=(max(6.0, 1.6 * n_models + 2), 3.8))
     ax = fig.subplots()
     width = 0.8 / n_folds
     for k in range(n_folds):
         x = np.arange(n_models) - 0.4 + width * (k + 0.5)
         values = [s.kappa_per_fold[k] for s in scores]
-        ax.bar(x, values, width, label=f"fold {k}", color=FOLD_COLOURS[k % 10], alpha=0.85)
+        ax.bar(x, values, width, label=labels[k], color=FOLD_COLOURS[k % 10], alpha=0.85)
     for i, s in enumerate(scores):
         ax.hlines(s.kappa_mean, i - 0.45, i + 0.45, colors="black", linewidth=2)
         ax.annotate(

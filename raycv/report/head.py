@@ -23,9 +23,12 @@ def split_text(run: RunRecord) -> str:
     n_patients = len(set(run.patient_id))
     folds = cv.get("folds")
     if cv.get("split_by"):
+        sites = run.summary.get("sites") or []
+        named = f": {', '.join(map(str, sites))}" if sites else ""
         return (
             f"leave one site out: one outer fold per value of {cv['split_by']!r} "
-            f"({folds} sites, cv.split_by); inner splits grouped by patient"
+            f"({folds} sites{named}; cv.split_by), {n_patients} patients; inner splits "
+            "grouped by patient"
         )
     repeats = cv.get("repeats", 1)
     source = (

@@ -40,6 +40,28 @@ class RunRecord:
         return self.predictions["fold"].to_numpy()
 
     @property
+    def repeats(self) -> np.ndarray:
+        """(n,) repeat of each row (cv.repeats); 0 for a run written before repeats."""
+        if "repeat" not in self.predictions:
+            return np.zeros(len(self.predictions), dtype=int)
+        return self.predictions["repeat"].to_numpy(dtype=int)
+
+    @property
+    def units(self) -> list[tuple[int, int]]:
+        """The (repeat, fold) units, in summary.json's kappa_per_fold order."""
+        return sorted(set(zip(self.repeats.tolist(), self.folds.tolist(), strict=True)))
+
+    def unit_labels(self) -> list[str]:
+        """A column label per unit: "fold k", "r<i> f<k>" with repeats, the site's name when
+        each fold is one site (cv.split_by)."""
+        sites = self.summary.get("sites")
+        if sites and len(sites) == len(self.units):
+            return [str(site) for site in sites]
+        if len({r for r, _ in self.units}) > 1:
+            return [f"r{r} f{k}" for r, k in self.units]
+        return [f"fold {k}" for _, k in self.units]
+
+    @property
     def patient_id(self) -> np.ndarray:
         return self.predictions["patient_id"].to_numpy()
 

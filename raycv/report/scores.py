@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 from raycv.report.load import RunRecord
-from raycv.statistics.bootstrap import Interval, bootstrap_kappa, patient_confusions
+from raycv.statistics.bootstrap import Interval, bootstrap_kappa, repeat_confusions
 from raycv.statistics.calibration import calibration
 
 
@@ -25,9 +25,11 @@ class ModelScores:
     kappa_per_fold: list[float]  # NaN where one fold's kappa is undefined
     kappa_mean: float
     kappa_std: float  # population std over folds, as summary.json
-    kappa_pooled: Interval  # all out-of-fold predictions together, patient-bootstrap CI
-    accuracy: float  # pooled
-    macro_f1: float  # pooled
+    # all out-of-fold predictions together (with repeats: the mean over repeats of each
+    # repeat's), patient-bootstrap CI
+    kappa_pooled: Interval
+    accuracy: float  # over every prediction row
+    macro_f1: float  # over every prediction row
     n_predicted: int  # visits the model predicts (an image model: those with its image)
     brier: float | None  # multi-class Brier score of its probabilities (0 is perfect)
     ece: float | None  # expected calibration error, 10 equal-width confidence bins
@@ -47,10 +49,11 @@ def sklearn_kappa(y_true, y_pred, n_classes: int, kappa_weights: str) -> float:
 
 
 def confusions_by_model(run: RunRecord) -> dict[str, np.ndarray]:
-    """Per model, (P, C, C) confusion counts per patient (same patient order for all)."""
+    """Per model, (R, P, C, C) confusion counts per repeat and patient (same patient order
+    for all; R = 1 for an unrepeated run)."""
     n = len(run.classes)
     return {
-        m: patient_confusions(run.patient_id, run.y, run.preds[m], n, run.predicted(m))
+        m: repeat_confusions(run.patient_id, run.y, run.preds[m], n, run.predicted(m), run.repeats)
         for m in run.models
     }
 
@@ -63,9 +66,12 @@ def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[Mo
     for m in run.models:
         known = run.predicted(m)
         y, pred = run.y[known], run.preds[m][known]
+        # one kappa per (repeat, fold) unit, in summary.json's kappa_per_fold order
+        repeats = run.repeats[known]
         per_fold = [
-            sklearn_kappa(y[folds[known] == k], pred[folds[known] == k], n, run.kappa_weights)
-            for k in np.unique(folds)
+            sklearn_kappa(y[in_unit], pred[in_unit], n, run.kappa_weights)
+            for r, k in run.units
+            for in_unit in [(repeats == r) & (folds[known] == k)]
         ]
         out.append(
             ModelScores(

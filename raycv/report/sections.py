@@ -28,14 +28,23 @@ def _interval_cells(interval, signed: bool = False) -> list[str]:
     return [estimate, f"[{interval.low:.3f}, {interval.high:.3f}]"]
 
 
+MAX_FOLD_COLUMNS = 6
+
+
 def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
-    n_folds = len(scores[0].kappa_per_fold)
+    labels = run.unit_labels()
+    # one column per fold while it stays readable; repeated CV: their range instead
+    per_unit = len(labels) <= MAX_FOLD_COLUMNS
     n_visits = len(run.y)
     # data.missing_images: mask leaves image models without some visits: say how many
     partial = any(s.n_predicted < n_visits for s in scores)
     rows = []
     for s in scores:
-        folds = [number(k) for k in s.kappa_per_fold]
+        if per_unit:
+            folds = [number(k) for k in s.kappa_per_fold]
+        else:
+            defined = [k for k in s.kappa_per_fold if k == k]
+            folds = [f"{min(defined):.3f} – {max(defined):.3f}" if defined else "n/a"]
         mean = f"{number(s.kappa_mean)} ± {number(s.kappa_std)}"
         pooled = _interval_cells(s.kappa_pooled)
         rows.append(
@@ -47,7 +56,7 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
     return Table(
         columns=[
             "model",
-            *(f"fold {k}" for k in range(n_folds)),
+            *(labels if per_unit else [f"range over {len(labels)} folds"]),
             "mean ± std",
             "pooled",
             "95% CI",
@@ -60,8 +69,9 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
         rows=rows,
         caption=(
             f"Cohen's kappa ({run.kappa_weights}) on the outer test folds. Pooled: all "
-            f"out-of-fold predictions together, 95% CI from {n_boot} bootstrap resamples of "
-            f"the {n_patients} patients. Accuracy and macro F1: pooled. Calibration of the "
+            "out-of-fold predictions together (with repeats: the mean over repeats of each "
+            f"repeat's), 95% CI from {n_boot} bootstrap resamples of the {n_patients} "
+            "patients. Accuracy and macro F1: pooled. Calibration of the "
             "probabilities, pooled: Brier score (mean squared distance to the true class, 0 "
             f"is perfect, {1 - 1 / len(run.classes):.3f} is a uniform guess) and ECE "
             "(expected calibration error: the gap between confidence and accuracy over 10 "
@@ -220,7 +230,9 @@ def run_sections(
     ]
     plots = [
         Figure(
-            figures.fold_kappas(scores, run.kappa_weights, out_dir / f"{prefix}fold_kappas.png"),
+            figures.fold_kappas(
+                scores, run.kappa_weights, out_dir / f"{prefix}fold_kappas.png", run.unit_labels()
+            ),
             "Kappa per outer fold and model; the black line is the mean over folds.",
         ),
         Figure(

@@ -84,6 +84,24 @@ def patient_confusions(
     return counts.reshape(n_patients, n_classes, n_classes)
 
 
+def repeat_confusions(
+    patient_id: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    keep: np.ndarray,
+    repeat: np.ndarray,
+) -> np.ndarray:
+    """(R, P, C, C): patient_confusions of each repeat's rows (cv.repeats), patients in the
+    same places in every repeat, so one set of draws resamples them all alike."""
+    return np.stack(
+        [
+            patient_confusions(patient_id, y_true, y_pred, n_classes, keep & (repeat == r))
+            for r in np.unique(repeat)
+        ]
+    )
+
+
 def patient_draws(n_patients: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, P) times each patient is drawn in each resample (each row sums to P)."""
     rng = np.random.default_rng(seed)
@@ -110,11 +128,26 @@ def _interval(estimate: float, resampled: np.ndarray) -> Interval:
     return Interval(float(estimate), float(low), float(high), len(defined))
 
 
+def _per_repeat(confusions: np.ndarray) -> np.ndarray:
+    """(P, C, C) -> (1, P, C, C); (R, P, C, C) as it is."""
+    confusions = np.asarray(confusions)
+    return confusions[None] if confusions.ndim == 3 else confusions
+
+
+def pooled_kappa(confusions: np.ndarray, draws: np.ndarray, weights: np.ndarray):
+    """(estimate, (n_boot,) resampled) of the pooled kappa: of all samples together, or
+    with repeats ((R, P, C, C) confusions) the mean over repeats of each repeat's pooled
+    kappa, every repeat on the same patient resample."""
+    per_repeat = _per_repeat(confusions)
+    estimate = np.mean([kappa_from_confusion(c.sum(0), weights) for c in per_repeat])
+    resampled = np.mean([resampled_kappas(c, draws, weights) for c in per_repeat], axis=0)
+    return float(estimate), resampled
+
+
 def bootstrap_kappa(confusions: np.ndarray, draws: np.ndarray, kappa_weights: str) -> Interval:
-    """Kappa of all samples with its patient-bootstrap percentile interval."""
+    """Pooled kappa (see pooled_kappa) with its patient-bootstrap percentile interval."""
     weights = kappa_weight_matrix(confusions.shape[-1], kappa_weights)
-    estimate = kappa_from_confusion(confusions.sum(0), weights)
-    return _interval(float(estimate), resampled_kappas(confusions, draws, weights))
+    return _interval(*pooled_kappa(confusions, draws, weights))
 
 
 def paired_difference(
@@ -123,10 +156,6 @@ def paired_difference(
     """kappa(a) - kappa(b), both on the same patient resamples; a model against itself
     gives exactly 0 in every resample."""
     weights = kappa_weight_matrix(confusions_a.shape[-1], kappa_weights)
-    estimate = kappa_from_confusion(confusions_a.sum(0), weights) - kappa_from_confusion(
-        confusions_b.sum(0), weights
-    )
-    resampled = resampled_kappas(confusions_a, draws, weights) - resampled_kappas(
-        confusions_b, draws, weights
-    )
-    return _interval(float(estimate), resampled)
+    estimate_a, resampled_a = pooled_kappa(confusions_a, draws, weights)
+    estimate_b, resampled_b = pooled_kappa(confusions_b, draws, weights)
+    return _interval(estimate_a - estimate_b, resampled_a - resampled_b)
