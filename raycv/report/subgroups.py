@@ -25,14 +25,18 @@ def _cell(score: dict) -> str:
 def subgroup_section(run: RunRecord, out_dir: Path, prefix: str = "") -> Section:
     section = Section(TITLE)
     groups = run.summary.get("subgroups") or {}
+    asked = list((run.config.get("report") or {}).get("subgroups") or [])
     if not groups:
-        section.blocks.append(
-            Paragraph(
-                "No subgroups were requested. `raycv report RUN --set "
-                "report.subgroups=[age,sex]` adds kappa per value of those metadata columns "
-                "from this folder, without training."
-            )
+        how = f"`raycv report {run.path} --set report.subgroups=[{','.join(asked or ['age', 'sex'])}]`"
+        text = (
+            f"report.subgroups names {asked}, but summary.json holds no subgroups (written "
+            f"before raycv computed them); {how} computes them from this folder, without "
+            "training."
+            if asked
+            else f"No subgroups were requested. {how} adds kappa per value of those metadata "
+            "columns from this folder, without training."
         )
+        section.blocks.append(Paragraph(text))
         return section
     boot = run.summary.get("subgroups_bootstrap", {})
     section.blocks.append(
