@@ -100,7 +100,7 @@ def main_bench() -> None:
         t0 = time.perf_counter()
         dataset = load_dataset(data_config)
         loading = time.perf_counter() - t0
-        models = [load_fold_models(run, config, k) for k in range(config.cv.folds)]
+        models = [load_fold_models(run, config, f"fold{k}") for k in range(config.cv.folds)]
         kept = sum(f.stage2_kept for f in models)
         t0 = time.perf_counter()
         fold_probabilities(models, dataset, config)

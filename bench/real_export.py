@@ -123,6 +123,11 @@ def default_run(root: Path, data: Path, executor: str) -> dict:
         "missing_images": "mask",
         "image_size": 64,
     }
+    # the design's 70/30, the image share split between the two modalities
+    raw["fusion"] = {
+        **raw.get("fusion", {}),
+        "weights": {"metadata": 0.7, **dict.fromkeys(MODALITIES, 0.15)},
+    }
     config = root / f"{executor}.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = root / f"run-{executor}"

@@ -111,13 +111,39 @@ class DataConfig:
 
 @dataclass
 class CVConfig:
-    folds: int = 3  # outer folds, split by patient, stratified by label
+    # outer folds, split by patient, stratified by label; null: 3, or with cv.split_by one
+    # fold per value of that column
+    folds: int | None = None
     seed: int = 0  # split and training seed; every phase's seed derives from it
-    folds_file: str | None = None  # a folds.csv (sample_id, fold) to use instead
+    # independent repetitions of the patient-grouped split (repeated CV); repeat 0 is the
+    # unrepeated split, repeat i is seeded from cv.seed and i
+    repeats: int = 1
+    # a metadata column constant within each patient (e.g. site): one outer fold per value
+    # (leave one site out); null: folds stratified by label
+    split_by: str | None = None
+    # a folds.csv (sample_id, fold, optional repeat) to use instead of computing folds
+    folds_file: str | None = None
     inner_val_fraction: float = 0.2  # patients of each training fold held out for early stopping
 
     def __post_init__(self):
-        _require(self.folds >= 2, "cv.folds", self.folds, "an int >= 2")
+        if self.folds is None and self.split_by is None:
+            self.folds = 3
+        _require(self.folds is None or self.folds >= 2, "cv.folds", self.folds, "an int >= 2")
+        _require(self.repeats >= 1, "cv.repeats", self.repeats, "an int >= 1")
+        if self.split_by is not None:
+            _require(
+                self.repeats == 1,
+                "cv.repeats",
+                self.repeats,
+                f"1 with cv.split_by={self.split_by!r}: one fold per value is a fixed split, "
+                "so repeating it would repeat the same folds",
+            )
+            _require(
+                self.folds_file is None,
+                "cv.folds_file",
+                self.folds_file,
+                f"null with cv.split_by={self.split_by!r} (one or the other decides the folds)",
+            )
         _require(
             0.0 < self.inner_val_fraction < 0.5,
             "cv.inner_val_fraction",

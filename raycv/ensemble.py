@@ -30,7 +30,7 @@ from raycv.results import model_names
 
 @dataclass
 class FoldModels:
-    fold: int
+    unit: str  # fold<k>, or r<i>-fold<k> in repeat i of a repeated CV
     forest: Pipeline | None  # None: the run had no metadata branch
     pretrained: dict[str, ImageBranch]  # the image models; stage 1 keeps them frozen
     stage1: LateFusion | None  # None: one modality, no fusion
@@ -47,18 +47,18 @@ def phase_files(config: Config) -> list[str]:
     return names
 
 
-def missing_files(run_dir: Path, config: Config, folds: list[int]) -> list[Path]:
+def missing_files(run_dir: Path, config: Config, units: list[str]) -> list[Path]:
     return [
-        run_dir / "checkpoints" / f"fold{k}" / f"{name}.pt"
-        for k in folds
+        run_dir / "checkpoints" / unit / f"{name}.pt"
+        for unit in units
         for name in phase_files(config)
-        if not (run_dir / "checkpoints" / f"fold{k}" / f"{name}.pt").is_file()
+        if not (run_dir / "checkpoints" / unit / f"{name}.pt").is_file()
     ]
 
 
-def load_fold_models(run_dir: Path, config: Config, fold: int) -> FoldModels:
-    """One fold's models; RaycvError naming the file for anything unusable."""
-    fold_dir = run_dir / "checkpoints" / f"fold{fold}"
+def load_fold_models(run_dir: Path, config: Config, unit: str) -> FoldModels:
+    """One (repeat, fold) unit's models; RaycvError naming the file for anything unusable."""
+    fold_dir = run_dir / "checkpoints" / unit
     states = {name: load_phase_file(fold_dir / f"{name}.pt") for name in phase_files(config)}
     n_classes = len(config.classes)
 
@@ -85,7 +85,7 @@ def load_fold_models(run_dir: Path, config: Config, fold: int) -> FoldModels:
             _fusion(config, pretrained, states[s]["state"]) for s in ("stage1", "stage2")
         )
         kept = bool(states["stage2"]["kept"])
-    return FoldModels(fold, forest, pretrained, stage1, fusion, kept)
+    return FoldModels(unit, forest, pretrained, stage1, fusion, kept)
 
 
 def _fusion(config: Config, pretrained: dict[str, ImageBranch], state: dict) -> LateFusion:

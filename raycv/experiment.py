@@ -23,11 +23,20 @@ from raycv.checkpoints import PhaseStore
 from raycv.config import Config
 from raycv.data import load_dataset, resolve_config
 from raycv.data.dataset import Dataset
-from raycv.folds import FoldSplit, folds_table, outer_folds, plan_folds, read_folds_file
+from raycv.errors import DataError
+from raycv.folds import (
+    FoldSplit,
+    folds_table,
+    outer_splits,
+    plan_folds,
+    read_folds_file,
+    site_names,
+)
 from raycv.progress import ProgressBoard
 from raycv.provenance import now, provenance
 from raycv.results import FoldResult, history_table, model_names, predictions_table, summarize
 from raycv.runfolder import RunFolder
+from raycv.statistics import check_subgroups, with_statistics
 from raycv.tracking import check_tracking
 
 
@@ -37,7 +46,7 @@ class Prepared:
 
     config: Config
     dataset: Dataset
-    fold_of: np.ndarray  # (N,) outer fold per sample
+    fold_of: np.ndarray  # (R, N) outer fold per sample in each repeat (R = cv.repeats)
     plans: list[FoldSplit]
 
 
@@ -48,29 +57,34 @@ def prepare(config: Config) -> Prepared:
     config = config_mod.from_dict(config.to_dict())
     config.fusion.weights = config.fusion_weights()
     check_tracking(config.tracking)  # a missing extra is refused before any training
+    check_subgroups(config)  # an unknown report.subgroups column is refused before training
     dataset = load_dataset(config)
     if config.cv.folds_file:
         fold_of = read_folds_file(config.cv.folds_file, dataset.sample_id, dataset.patient_id)
-        config = dataclasses.replace(
-            config, cv=dataclasses.replace(config.cv, folds=int(fold_of.max()) + 1)
-        )
+        counts = sorted({int(folds.max()) + 1 for folds in fold_of})
+        if len(counts) > 1:
+            raise DataError(
+                f"cv.folds_file {config.cv.folds_file!r}: its repeats have {counts} folds; "
+                "every repeat needs the same number"
+            )
+        cv = dataclasses.replace(config.cv, folds=counts[0], repeats=len(fold_of))
     else:
-        fold_of = outer_folds(
-            dataset.patient_id, dataset.y, dataset.classes, config.cv.folds, config.cv.seed
-        )
+        fold_of = outer_splits(dataset, config)  # (R, N); leave one site out: one row
+        cv = dataclasses.replace(config.cv, folds=int(fold_of.max()) + 1)
+    config = dataclasses.replace(config, cv=cv)  # what config.yaml says: folds spelled out
     return Prepared(config, dataset, fold_of, plan_folds(dataset, fold_of, config))
 
 
 def reuse_finished_folds(
     prepared: Prepared, folder: RunFolder, board: ProgressBoard
-) -> tuple[dict[int, FoldResult], list[FoldSplit]]:
+) -> tuple[dict[str, FoldResult], list[FoldSplit]]:
     """Results of folds an earlier (interrupted) run finished, and the plans still to run."""
     done, pending = {}, []
     for plan in prepared.plans:
-        state = PhaseStore(folder.fold_dir(plan.fold)).load("result")
+        state = PhaseStore(folder.fold_dir(plan.unit)).load("result")
         if state is not None:  # never retrained
-            done[plan.fold] = FoldResult.from_dict(state)
-            board.fold_done(plan.fold, "done earlier (reused)")
+            done[plan.unit] = FoldResult.from_dict(state)
+            board.fold_done(plan.unit, "done earlier (reused)")
         else:
             pending.append(plan)
     return done, pending
@@ -104,7 +118,7 @@ def run_cv(
     folder = RunFolder(output or default_output(config))
     resumed = folder.claim(config, resume, overwrite)
     folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
-    board = ProgressBoard(len(prepared.plans), folder.log_path, stream)
+    board = ProgressBoard([p.unit for p in prepared.plans], folder.log_path, stream)
     try:
         board.say(
             f"raycv: {'resuming' if resumed else 'running'} {config.name!r}: "
@@ -161,18 +175,18 @@ def write_results(
     prepared: Prepared, folder: RunFolder, results: list[FoldResult], wall: float
 ) -> dict:
     config, models = prepared.config, model_names(prepared.config)
-    results = sorted(results, key=lambda r: r.fold)
-    predictions = predictions_table(
-        prepared.dataset, prepared.fold_of, results, models, config.classes
-    )
+    results = sorted(results, key=lambda r: (r.repeat, r.fold))
+    predictions = predictions_table(prepared.dataset, results, models, config.classes)
     summary = {
         "kappa_weights": config.metrics.kappa_weights,
         "classes": config.classes,
         "models": summarize(predictions, models, config.classes, config.metrics.kappa_weights),
         "stage2_kept": [r.stage2_kept for r in results],
         "wall_seconds": round(wall, 2),
+        "repeats": config.cv.repeats,
         "folds": [
             {
+                "repeat": r.repeat,
                 "fold": r.fold,
                 "n_test": len(r.test_index),
                 "val_kappa": r.val_kappa,
@@ -186,6 +200,10 @@ def write_results(
         ],
         "monitor": config.early_stopping.monitor,
     }
+    if config.cv.split_by is not None:  # leave one site out: fold k is the k-th site
+        summary["split_by"] = config.cv.split_by
+        summary["sites"] = site_names(prepared.dataset, config.cv.split_by)
+    summary = with_statistics(summary, predictions, config)  # calibration, t-tests, subgroups
     folder.write_csv("predictions.csv", predictions)
     folder.write_csv("history.csv", history_table(results))
     folder.write_json("summary.json", _json_safe(summary))

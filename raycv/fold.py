@@ -1,7 +1,7 @@
 """`run_fold`: one outer fold end to end — forest, CNN pretraining, two-stage fusion.
 
 A pure function of (dataset, fold split, config): no Ray, no global state besides torch's
-seeded generators. Each phase seeds itself from (cv.seed, fold, phase), and each finished
+seeded generators. Each phase seeds itself from (cv.seed, repeat, fold, phase), and each finished
 phase is saved to the fold's PhaseStore, so a rerun loads it instead of training again.
 Only the final evaluation touches the outer test fold (CONTRACTS 4.2).
 """
@@ -27,7 +27,7 @@ from raycv.models.forest import dump_forest, forest_probabilities
 from raycv.models.fusion import LateFusion, fit_fusion_weights
 from raycv.models.visits import Batch, visit_mean
 from raycv.results import FoldResult
-from raycv.seeds import phase_seed
+from raycv.seeds import phase_seed, repeat_seed
 from raycv.training.loop import Split, predict, train_phase
 from raycv.training.two_stage import (
     phase_settings,
@@ -38,7 +38,7 @@ from raycv.training.two_stage import (
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, str, int, dict], None]  # (fold, phase, epoch, row) -> None
+Progress = Callable[[str, str, int, dict], None]  # (unit, phase, epoch, row) -> None
 
 
 class SingleBranch(torch.nn.Module):
@@ -100,9 +100,9 @@ def _monitor(config: Config, dataset: Dataset, split: FoldSplit) -> str:
     monitor = config.early_stopping.monitor
     if monitor == "val_kappa" and len(np.unique(dataset.y[split.inner_val])) < 2:
         log.warning(
-            "fold %d: the inner-validation split holds one class, so kappa is undefined; "
+            "%s: the inner-validation split holds one class, so kappa is undefined; "
             "early stopping and the stage choice use val_loss",
-            split.fold,
+            split.unit,
         )
         return "val_loss"
     return monitor
@@ -135,13 +135,14 @@ class FoldContext:
         return len(self.config.classes)
 
     def seed(self, phase: str, salt: str = "") -> int:
-        return phase_seed(self.config.cv.seed, self.split.fold, phase, salt)
+        seed = repeat_seed(self.config.cv.seed, self.split.repeat)  # repeat 0: cv.seed
+        return phase_seed(seed, self.split.fold, phase, salt)
 
     def report(self, branch: str):
         """Progress rows of one branch's training epochs (None: nobody listens)."""
         if self.progress is None:
             return None
-        k = self.split.fold
+        k = self.split.unit
         return lambda phase, epoch, row: self.progress(k, phase, epoch, {"branch": branch, **row})
 
     def predict(self, model, part: Split) -> np.ndarray:
@@ -155,7 +156,7 @@ class FoldContext:
             if self.store is not None:
                 self.store.save(phase, state)
         elif self.progress:
-            self.progress(self.split.fold, phase, -1, {"note": "restored from checkpoint"})
+            self.progress(self.split.unit, phase, -1, {"note": "restored from checkpoint"})
         return state
 
 
@@ -175,7 +176,7 @@ def run_fold(
     returns None: Tune computes the phases no trial changes once per fold, up front.
     """
     if store is not None and (done := store.load("result")) is not None:
-        log.info("fold %d: finished earlier, reusing its result", split.fold)
+        log.info("%s: finished earlier, reusing its result", split.unit)
         return FoldResult.from_dict(done)
     started = time.time()
     device = torch.device(device)
@@ -213,14 +214,19 @@ def run_fold(
         branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
         branch.load_state_dict(state["state"])
         branches[m] = branch.to(device)
-        log.debug("fold %d: loaded pretrained %s layers %s", split.fold, m, list(state["state"]))
+        log.debug("%s: loaded pretrained %s layers %s", split.unit, m, list(state["state"]))
         history += state["history"]
         test_probs[m], val_probs[m] = state["test_probs"], state["val_probs"]
     if until == "pretrain":
         return None
 
     result = FoldResult(
-        fold=split.fold, test_index=split.test, probs=test_probs, val_kappa={}, history=history
+        fold=split.fold,
+        test_index=split.test,
+        probs=test_probs,
+        val_kappa={},
+        history=history,
+        repeat=split.repeat,
     )
     # -- late fusion in two stages ----------------------------------------------------------
     if len(config.modalities) >= 2:
@@ -246,7 +252,7 @@ def run_fold(
         result.stage2_kept, result.fusion_weights = bool(s2["kept"]), weights
         if progress:
             verdict = "kept" if s2["kept"] else "not better: fell back to stage 1"
-            progress(split.fold, "stage2", -1, {"note": f"stage 2 {verdict}"})
+            progress(split.unit, "stage2", -1, {"note": f"stage 2 {verdict}"})
 
     y_val = dataset.y[split.inner_val]
     result.val_kappa = {m: _kappa(config, y_val, p) for m, p in val_probs.items()}
@@ -260,7 +266,7 @@ def fit_forest(ctx: FoldContext) -> dict:
     """The forest's out-of-fold probabilities of the training rows, its test ones, and the
     forest fit on the whole training fold (skops bytes: what `raycv predict` applies)."""
     if ctx.progress:
-        ctx.progress(ctx.split.fold, "forest", 0, {"note": "fitting"})
+        ctx.progress(ctx.split.unit, "forest", 0, {"note": "fitting"})
     oof, test, model = forest_probabilities(
         ctx.dataset.features,
         ctx.dataset.y,

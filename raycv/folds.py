@@ -16,20 +16,28 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from raycv.errors import DataError
-from raycv.seeds import phase_seed
+from raycv.seeds import phase_seed, repeat_seed
+from raycv.units import unit_name
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FoldSplit:
-    """Sample indices (into the Dataset) of one outer fold."""
+    """Sample indices (into the Dataset) of one outer fold of one repeat: a unit of work."""
 
     fold: int
     train: np.ndarray  # outer training fold: everything fitted sees only these
     test: np.ndarray  # outer test fold: only the final evaluation sees these
     inner_train: np.ndarray  # subset of train: what the CNN and fusion fit on
     inner_val: np.ndarray  # subset of train: early stopping and every in-fold choice
+    repeat: int = 0  # which repetition of the split (cv.repeats)
+
+    @property
+    def unit(self) -> str:
+        """The unit's name in folders, checkpoints and logs: fold<k>, or r<i>-fold<k> for
+        repeat i > 0 (so an unrepeated run's names are what they always were)."""
+        return unit_name(self.repeat, self.fold)
 
 
 def _patients_per_class(patient_id, y, n_classes: int) -> np.ndarray:
@@ -80,8 +88,68 @@ def outer_folds(patient_id, y, classes, n_folds: int, seed: int) -> np.ndarray:
     return fold_of
 
 
+def outer_splits(dataset, config) -> np.ndarray:
+    """(R, N) outer fold per sample in each of the R = cv.repeats repeats, or one row of
+    one fold per value of cv.split_by (leave one site out)."""
+    cv = config.cv
+    if cv.split_by is not None:
+        return site_folds(dataset, cv.split_by, cv.folds)[None]
+    return np.stack(
+        [
+            outer_folds(
+                dataset.patient_id, dataset.y, dataset.classes, cv.folds, repeat_seed(cv.seed, r)
+            )
+            for r in range(cv.repeats)
+        ]
+    )
+
+
+def site_folds(dataset, column: str, n_folds: int | None) -> np.ndarray:
+    """(N,) one outer fold per value of `column`, values in sorted order; refuses a column
+    that is not a metadata feature, varies within a patient, or has one value."""
+    if column not in dataset.features.columns:
+        raise DataError(
+            f"cv.split_by={column!r} is not a metadata column of the run (data.features); "
+            f"they are {list(dataset.features.columns)}"
+        )
+    values = dataset.features[column]
+    if values.isna().any():
+        i = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(
+            f"cv.split_by={column!r}: sample {str(dataset.sample_id[i])!r} has no value; every "
+            "visit needs its site"
+        )
+    text = values.astype(str).to_numpy()
+    spans = pd.Series(text).groupby(np.asarray(dataset.patient_id)).nunique()
+    if (spans > 1).any():
+        patient = str(spans[spans > 1].index[0])
+        seen = sorted(set(text[np.asarray(dataset.patient_id) == patient]))
+        raise DataError(
+            f"cv.split_by={column!r} varies within patient {patient!r} ({seen}); it must be "
+            "constant within every patient, or a patient would be in two folds"
+        )
+    sites = sorted(set(text))
+    if len(sites) < 2:
+        raise DataError(
+            f"cv.split_by={column!r} has one value ({sites[0]!r}); it needs two or more"
+        )
+    if n_folds is not None and n_folds != len(sites):
+        raise DataError(
+            f"cv.folds={n_folds} with cv.split_by={column!r}, which has {len(sites)} values "
+            f"{sites}: leave cv.folds unset (one fold per value) or set it to {len(sites)}"
+        )
+    index = {site: k for k, site in enumerate(sites)}
+    return np.array([index[v] for v in text], dtype=np.int64)
+
+
+def site_names(dataset, column: str) -> list[str]:
+    """The value each fold of site_folds holds, in fold order (for the report's labels)."""
+    return sorted(set(dataset.features[column].astype(str)))
+
+
 def read_folds_file(path: str | Path, sample_id, patient_id) -> np.ndarray:
-    """Fold per sample from a `folds.csv` (sample_id, fold); refuses patients spanning folds."""
+    """(R, N) fold per sample and repeat from a `folds.csv` (sample_id, fold, optional
+    repeat: one row per sample and repeat); refuses patients spanning folds."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"cv.folds_file {str(path)!r} does not exist")
@@ -89,6 +157,22 @@ def read_folds_file(path: str | Path, sample_id, patient_id) -> np.ndarray:
     for column in ("sample_id", "fold"):
         if column not in table.columns:
             raise DataError(f"{path}: missing column {column!r} (needs sample_id, fold)")
+    if "repeat" not in table.columns:
+        table["repeat"] = 0
+    try:
+        table["repeat"] = table["repeat"].astype(int)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: column 'repeat' must hold integers") from None
+    repeats = sorted(table["repeat"].unique())
+    if repeats != list(range(len(repeats))):
+        raise DataError(f"{path}: repeats must be numbered 0..R-1, got {repeats}")
+    return np.stack(
+        [_one_repeat(table[table["repeat"] == r], path, sample_id, patient_id, r) for r in repeats]
+    )
+
+
+def _one_repeat(table: pd.DataFrame, file: Path, sample_id, patient_id, repeat: int) -> np.ndarray:
+    path = f"{file} (repeat {repeat})" if repeat else str(file)  # how messages name it
     if table["sample_id"].duplicated().any():
         dup = table.loc[table["sample_id"].duplicated(), "sample_id"].iloc[0]
         raise DataError(f"{path}: sample_id {dup!r} appears more than once")
@@ -127,23 +211,36 @@ def inner_split(train, patient_id, y, fraction: float, seed: int, fold: int):
 
 
 def plan_folds(dataset, fold_of: np.ndarray, config) -> list[FoldSplit]:
-    """All outer folds with their inner splits, after checking each split can be made."""
+    """Every (repeat, fold) unit with its inner splits, after checking each split can be
+    made; fold_of: (R, N), or (N,) for one repeat. Units in (repeat, fold) order."""
+    fold_of = np.atleast_2d(fold_of)
+    plans = []
+    for r, folds in enumerate(fold_of):
+        plans += _plan_repeat(dataset, folds, config, r)
+    return plans
+
+
+def _plan_repeat(dataset, fold_of: np.ndarray, config, repeat: int) -> list[FoldSplit]:
     classes = dataset.classes
     n_folds = int(fold_of.max()) + 1
+    seed = repeat_seed(config.cv.seed, repeat)
+    named = f"repeat {repeat} " if repeat else ""
     n_inner = max(2, round(1.0 / config.cv.inner_val_fraction))
     plans = []
     for k in range(n_folds):
         train = np.flatnonzero(fold_of != k)
         test = np.flatnonzero(fold_of == k)
         if len(test) == 0:
-            raise DataError(f"fold {k} has no samples; folds must be numbered 0..{n_folds - 1}")
+            raise DataError(
+                f"{named}fold {k} has no samples; folds must be numbered 0..{n_folds - 1}"
+            )
         pid, y = dataset.patient_id[train], dataset.y[train]
         _check_groupable(
             pid,
             y,
             n_inner,
             classes,
-            f"fold {k}: the inner validation split (cv.inner_val_fraction="
+            f"{named}fold {k}: the inner validation split (cv.inner_val_fraction="
             f"{config.cv.inner_val_fraction})",
             "raise cv.inner_val_fraction, lower cv.folds or add patients",
             strict_classes=False,
@@ -154,15 +251,15 @@ def plan_folds(dataset, fold_of: np.ndarray, config) -> list[FoldSplit]:
                 y,
                 config.metadata.inner_folds,
                 classes,
-                f"fold {k}: the forest's inner CV (metadata.inner_folds="
+                f"{named}fold {k}: the forest's inner CV (metadata.inner_folds="
                 f"{config.metadata.inner_folds})",
                 "lower metadata.inner_folds or add patients",
                 strict_classes=False,
             )
         inner_train, inner_val = inner_split(
-            train, dataset.patient_id, dataset.y, config.cv.inner_val_fraction, config.cv.seed, k
+            train, dataset.patient_id, dataset.y, config.cv.inner_val_fraction, seed, k
         )
-        plans.append(FoldSplit(k, train, test, inner_train, inner_val))
+        plans.append(FoldSplit(k, train, test, inner_train, inner_val, repeat))
     check_no_leak(plans, dataset.patient_id)
     return plans
 
@@ -178,7 +275,20 @@ def check_no_leak(plans: list[FoldSplit], patient_id) -> None:
 
 
 def folds_table(dataset, fold_of: np.ndarray) -> pd.DataFrame:
-    """The `folds.csv` of a run folder (usable as cv.folds_file)."""
-    return pd.DataFrame(
-        {"sample_id": dataset.sample_id, "patient_id": dataset.patient_id, "fold": fold_of}
+    """The `folds.csv` of a run folder (usable as cv.folds_file): one row per sample and
+    repeat, `sample_id, patient_id, repeat, fold`."""
+    fold_of = np.atleast_2d(fold_of)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "sample_id": dataset.sample_id,
+                    "patient_id": dataset.patient_id,
+                    "repeat": r,
+                    "fold": folds,
+                }
+            )
+            for r, folds in enumerate(fold_of)
+        ],
+        ignore_index=True,
     )

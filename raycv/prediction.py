@@ -29,6 +29,7 @@ from raycv.errors import RaycvError
 from raycv.metrics import kappa
 from raycv.results import model_names
 from raycv.storage import copy_tree, exists, filesystem, is_uri
+from raycv.units import unit_name
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 class Prediction:
     table: pd.DataFrame  # one row per visit (CONTRACTS 3)
     config: Config  # the run's
-    folds: list[int]
+    folds: list[str]  # the units whose models predicted
     labelled: bool
     notes: dict  # what loading the new data found (warnings, dropped visits, ...)
 
@@ -104,12 +105,14 @@ def run_config(run_dir: Path) -> Config:
         raise RaycvError(f"{path}: {exc}") from None
 
 
-def run_folds(run_dir: Path, config: Config, fold: int | None) -> list[int]:
-    """The folds whose models predict; refuses a run missing any file they need."""
+def run_folds(run_dir: Path, config: Config, fold: int | None) -> list[str]:
+    """The (repeat, fold) units whose models predict: every unit of every repeat, or
+    fold K of repeat 0 alone; refuses a run missing any file they need."""
     n = config.cv.folds
     if fold is not None and not 0 <= fold < n:
         raise RaycvError(f"--fold {fold}: the run has folds 0..{n - 1}")
-    folds = list(range(n)) if fold is None else [fold]
+    units = [unit_name(r, k) for r in range(config.cv.repeats) for k in range(n)]
+    folds = units if fold is None else [unit_name(0, fold)]
     missing = missing_files(run_dir, config, folds)
     if missing:
         shown = ", ".join(str(p.relative_to(run_dir)) for p in missing[:3])

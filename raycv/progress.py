@@ -15,21 +15,23 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from raycv.units import unit_label, unit_short
+
 WAITING = "waiting"  # the state of a fold nothing has been heard from yet
 
 
 class ProgressBoard:
     def __init__(
         self,
-        n_folds: int,
+        units: list[str],  # the run's units of work (fold<k>, r<i>-fold<k>), in order
         log_path: Path | None = None,
         stream: TextIO | None = None,  # None: this process's stderr; quiet=True: none
         every_seconds: float = 10.0,
         quiet: bool = False,
     ):
-        self.n_folds = n_folds
-        self.state: dict[int, str] = {k: WAITING for k in range(n_folds)}
-        self.finished: set[int] = set()
+        self.n_folds = len(units)
+        self.state: dict[str, str] = dict.fromkeys(units, WAITING)
+        self.finished: set[str] = set()
         self.stream = None if quiet else (stream or sys.stderr)
         self.every = every_seconds
         self.started = time.time()
@@ -40,7 +42,7 @@ class ProgressBoard:
         s = int(time.time() - self.started)
         return f"{s // 60:02d}:{s % 60:02d}"
 
-    def update(self, fold: int, phase: str, epoch: int, row: dict) -> None:
+    def update(self, fold: str, phase: str, epoch: int, row: dict) -> None:
         branch = row.get("branch")
         where = f"{phase}({branch})" if phase == "pretrain" and branch else phase
         val_k = row.get("val_kappa")
@@ -51,27 +53,27 @@ class ProgressBoard:
             detail += f" ({row['note']})"
         phase_changed = not self.state.get(fold, "").startswith(where)
         self.state[fold] = f"{where}{detail}"
-        self.event(f"fold {fold} {where}{detail}")
+        self.event(f"{unit_label(fold)} {where}{detail}")
         if phase_changed or self.due():
             self.show()
 
-    def fold_done(self, fold: int, message: str = "done", ok: bool = True) -> None:
+    def fold_done(self, fold: str, message: str = "done", ok: bool = True) -> None:
         """A fold has ended: said once; a finished one (ok) is then only counted, a
         failed one stays listed with its error."""
         self.state[fold] = message
         if ok:
             self.finished.add(fold)
-        self.event(f"fold {fold} {message}")
+        self.event(f"{unit_label(fold)} {message}")
         if self.stream:
             print(
-                f"[{self._elapsed()}] fold {fold} {message} "
+                f"[{self._elapsed()}] {unit_label(fold)} {message} "
                 f"({len(self.finished)}/{self.n_folds} folds done)",
                 file=self.stream,
                 flush=True,
             )
         self.last_print = time.time()
 
-    def is_waiting(self, fold: int) -> bool:
+    def is_waiting(self, fold: str) -> bool:
         """Nothing heard from the fold yet: its lane has not started it."""
         return self.state.get(fold) == WAITING
 
@@ -90,7 +92,7 @@ class ProgressBoard:
         return time.time() - self.last_print >= self.every
 
     def status_line(self, note: str = "") -> str:
-        active = [f"f{k} {self.state[k]}" for k in sorted(self.state) if k not in self.finished]
+        active = [f"{unit_short(k)} {s}" for k, s in self.state.items() if k not in self.finished]
         parts = [f"{len(self.finished)}/{self.n_folds} folds done", *active]
         if note:
             parts.append(note)

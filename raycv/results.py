@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from raycv.metrics import accuracy, kappa, macro_f1
+from raycv.units import unit_name
 
 
 @dataclass
@@ -27,6 +28,11 @@ class FoldResult:
     stage2_kept: bool | None = None  # None: no fusion in this config
     fusion_weights: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    repeat: int = 0  # the repetition of the split (cv.repeats) this fold belongs to
+
+    @property
+    def unit(self) -> str:
+        return unit_name(self.repeat, self.fold)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,15 +50,16 @@ def model_names(config) -> list[str]:
     return names
 
 
-def predictions_table(dataset, fold_of, results: list[FoldResult], models, classes) -> pd.DataFrame:
-    """One row per sample, predicted on its outer test fold (CONTRACTS 3)."""
+def predictions_table(dataset, results: list[FoldResult], models, classes) -> pd.DataFrame:
+    """One row per sample and repeat, predicted on its outer test fold (CONTRACTS 3)."""
     frames = []
-    for r in sorted(results, key=lambda r: r.fold):
+    for r in sorted(results, key=lambda r: (r.repeat, r.fold)):
         idx = r.test_index
         frame = {
             "sample_id": dataset.sample_id[idx],
             "patient_id": dataset.patient_id[idx],
-            "fold": fold_of[idx],
+            "repeat": r.repeat,
+            "fold": r.fold,
             "label": np.asarray(classes, dtype=object)[dataset.y[idx]],
         }
         for m in models:
@@ -65,52 +72,82 @@ def predictions_table(dataset, fold_of, results: list[FoldResult], models, class
                 frame[f"prob_{m}_{name}"] = p[:, c]
         frames.append(pd.DataFrame(frame))
     table = pd.concat(frames, ignore_index=True)
-    # sample order of metadata.csv, so two runs' files compare line by line
+    # repeat by repeat, each in metadata.csv's sample order: two runs compare line by line
     order = {s: i for i, s in enumerate(dataset.sample_id)}
-    return table.sort_values("sample_id", key=lambda s: s.map(order)).reset_index(drop=True)
+    table["_order"] = table["sample_id"].map(order)
+    table = table.sort_values(["repeat", "_order"], kind="stable").drop(columns="_order")
+    return table.reset_index(drop=True)
 
 
 def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def summarize(predictions: pd.DataFrame, models, classes, kappa_weights: str) -> dict:
-    """Per-model fold kappas, mean/std, pooled kappa, accuracy and macro F1 from predictions.
+def _repeat_column(predictions: pd.DataFrame) -> np.ndarray:
+    if "repeat" in predictions:
+        return predictions["repeat"].to_numpy(dtype=int)
+    return np.zeros(len(predictions), dtype=int)  # written before cv.repeats existed
 
-    Each model is scored on the visits it predicts (`n_predicted`): an image model has
-    no prediction for a visit without its image (data.missing_images: mask).
+
+def units(predictions: pd.DataFrame) -> list[tuple[int, int]]:
+    """The (repeat, fold) units of a predictions table, in order."""
+    pairs = zip(_repeat_column(predictions), predictions["fold"].to_numpy(dtype=int), strict=True)
+    return sorted({(int(r), int(f)) for r, f in pairs})
+
+
+def summarize(predictions: pd.DataFrame, models, classes, kappa_weights: str) -> dict:
+    """Per-model kappas per (repeat, fold) unit, their mean and std, the pooled kappa,
+    accuracy and macro F1, from predictions.
+
+    Pooled: the kappa of all out-of-fold predictions of a repeat together, averaged over
+    repeats (each repeat predicts every visit once). Each model is scored on the visits it
+    predicts (`n_predicted`, rows over all repeats): an image model has no prediction for
+    a visit without its image (data.missing_images: mask).
     """
     index = {c: i for i, c in enumerate(classes)}
+    repeat = _repeat_column(predictions)
+    fold = predictions["fold"].to_numpy()
+    in_unit = [(repeat == r) & (fold == f) for r, f in units(predictions)]
+    in_repeat = [repeat == r for r in np.unique(repeat)]
+    y = predictions["label"].map(index).to_numpy()
+    n = len(classes)
     out = {}
     for m in models:
-        predicted = predictions[predictions[f"pred_{m}"].notna()]
-        y_all = predicted["label"].map(index).to_numpy()
-        pred_all = predicted[f"pred_{m}"].map(index).to_numpy()
-        per_fold, acc, f1 = [], [], []
-        for fold in sorted(predictions["fold"].unique()):
-            part = predicted[predicted["fold"] == fold]
-            y = part["label"].map(index).to_numpy()
-            pred = part[f"pred_{m}"].map(index).to_numpy()
-            per_fold.append(kappa(y, pred, len(classes), kappa_weights) if len(y) else math.nan)
-            acc.append(accuracy(y, pred) if len(y) else math.nan)
-            f1.append(macro_f1(y, pred, len(classes)) if len(y) else math.nan)
+        known = predictions[f"pred_{m}"].notna().to_numpy()
+        pred = predictions[f"pred_{m}"].map(index).fillna(-1).to_numpy(dtype=int)
+        per_fold = _per_group(y, pred, known, in_unit, lambda a, b: kappa(a, b, n, kappa_weights))
+        pooled = _per_group(y, pred, known, in_repeat, lambda a, b: kappa(a, b, n, kappa_weights))
+        acc = _per_group(y, pred, known, in_unit, accuracy)
+        f1 = _per_group(y, pred, known, in_unit, lambda a, b: macro_f1(a, b, n))
         out[m] = {
             "kappa_mean": _nan_to_none(float(np.mean(per_fold))),
             "kappa_std": _nan_to_none(float(np.std(per_fold))),
-            "kappa_pooled": _nan_to_none(kappa(y_all, pred_all, len(classes), kappa_weights)),
+            "kappa_pooled": _nan_to_none(float(np.mean(pooled))),
             "kappa_per_fold": [_nan_to_none(k) for k in per_fold],
             "accuracy_mean": _nan_to_none(float(np.mean(acc))),
             "macro_f1_mean": _nan_to_none(float(np.mean(f1))),
-            "n_predicted": len(predicted),
+            "n_predicted": int(known.sum()),
         }
+    return out
+
+
+def _per_group(y, pred, known, groups, metric) -> list[float]:
+    """metric(y, pred) over the known rows of each group (NaN for a group with none)."""
+    out = []
+    for rows in groups:
+        rows = rows & known
+        out.append(metric(y[rows], pred[rows]) if rows.any() else math.nan)
     return out
 
 
 def history_table(results: list[FoldResult]) -> pd.DataFrame:
     rows = [
-        {"fold": r.fold, **row} for r in sorted(results, key=lambda r: r.fold) for row in r.history
+        {"repeat": r.repeat, "fold": r.fold, **row}
+        for r in sorted(results, key=lambda r: (r.repeat, r.fold))
+        for row in r.history
     ]
     columns = [
+        "repeat",
         "fold",
         "phase",
         "branch",

@@ -47,8 +47,9 @@ class RunFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def fold_dir(self, fold: int) -> Path:
-        return self.path / "checkpoints" / f"fold{fold}"
+    def fold_dir(self, unit: str) -> Path:
+        """A unit's checkpoints: checkpoints/fold<k> (repeat i > 0: r<i>-fold<k>)."""
+        return self.path / "checkpoints" / unit
 
     @property
     def ray_storage(self) -> str:

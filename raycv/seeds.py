@@ -1,4 +1,4 @@
-"""Seeds derived from (run seed, fold, phase), so a phase can be rerun alone and agree."""
+"""Seeds derived from (run seed, repeat, fold, phase), so a phase can be rerun alone and agree."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ PHASES = {
     "stage1": 4,
     "stage2": 5,
 }
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The seed repeat `repeat` of a repeated CV uses in place of cv.seed. Repeat 0 is
+    cv.seed itself, so an unrepeated run keeps its folds and every phase's seed."""
+    if repeat == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(repeat), 0x5EED]).generate_state(1)[0] >> 1)
 
 
 def phase_seed(seed: int, fold: int, phase: str, salt: str = "") -> int:

@@ -33,46 +33,72 @@ def check_run_folder(path: str | Path) -> dict:
     )
 
     folds = pd.read_csv(path / "folds.csv", dtype={"sample_id": str, "patient_id": str})
-    assert list(folds.columns) == ["sample_id", "patient_id", "fold"]
-    assert (folds.groupby("patient_id")["fold"].nunique() == 1).all(), "a patient spans folds"
+    assert list(folds.columns) == ["sample_id", "patient_id", "repeat", "fold"]
+    spans = folds.groupby(["repeat", "patient_id"])["fold"].nunique()
+    assert (spans == 1).all(), "a patient spans folds"
+    repeats = sorted(folds["repeat"].unique())
+    assert repeats == list(range(config.cv.repeats))
 
     pred = pd.read_csv(path / "predictions.csv", dtype={"sample_id": str, "patient_id": str})
-    expected = ["sample_id", "patient_id", "fold", "label"]
+    expected = ["sample_id", "patient_id", "repeat", "fold", "label"]
     for m in models:
         expected += [f"pred_{m}"] + [f"prob_{m}_{c}" for c in classes]
     assert list(pred.columns) == expected
-    assert len(pred) == len(folds) and pred["sample_id"].is_unique
-    assert (pred.set_index("sample_id")["fold"] == folds.set_index("sample_id")["fold"]).all()
+    assert len(pred) == len(folds) and not pred.duplicated(["sample_id", "repeat"]).any()
+    key = ["repeat", "sample_id"]
+    assert (
+        pred.set_index(key)["fold"] == folds.set_index(key)["fold"].loc[pred.set_index(key).index]
+    ).all()
     for m in models:
-        probs = pred[[f"prob_{m}_{c}" for c in classes]].to_numpy()
+        known = pred[f"pred_{m}"].notna()  # empty: no image of the visit (missing_images: mask)
+        probs = pred.loc[known, [f"prob_{m}_{c}" for c in classes]].to_numpy()
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
-        assert (np.asarray(classes)[probs.argmax(1)] == pred[f"pred_{m}"]).all()
+        assert (np.asarray(classes)[probs.argmax(1)] == pred.loc[known, f"pred_{m}"]).all()
+        assert pred.loc[~known, [f"prob_{m}_{c}" for c in classes]].isna().all().all()
 
     summary = json.loads((path / "summary.json").read_text())
     weights = None if summary["kappa_weights"] == "none" else summary["kappa_weights"]
     assert summary["kappa_weights"] == config.metrics.kappa_weights
     assert summary["classes"] == classes and set(summary["models"]) == set(models)
     for m, s in summary["models"].items():
-        per_fold = [
-            cohen_kappa_score(part["label"], part[f"pred_{m}"], weights=weights, labels=classes)
-            for _, part in pred.groupby("fold", sort=True)
-        ]
+        scored = pred[pred[f"pred_{m}"].notna()]
+
+        def kappa(part, m=m):
+            return cohen_kappa_score(
+                part["label"], part[f"pred_{m}"], weights=weights, labels=classes
+            )
+
+        per_fold = [kappa(part) for _, part in scored.groupby(["repeat", "fold"], sort=True)]
         np.testing.assert_allclose(s["kappa_per_fold"], per_fold, atol=1e-9)
         np.testing.assert_allclose(s["kappa_mean"], np.mean(per_fold), atol=1e-9)
         np.testing.assert_allclose(s["kappa_std"], np.std(per_fold), atol=1e-9)
-        pooled = cohen_kappa_score(
-            pred["label"], pred[f"pred_{m}"], weights=weights, labels=classes
-        )
+        # pooled: each repeat's out-of-fold predictions together, averaged over repeats
+        pooled = np.mean([kappa(part) for _, part in scored.groupby("repeat", sort=True)])
         np.testing.assert_allclose(s["kappa_pooled"], pooled, atol=1e-9)
         assert 0 <= s["accuracy_mean"] <= 1 and 0 <= s["macro_f1_mean"] <= 1
+        assert s["n_predicted"] == len(scored)
     n_folds = folds["fold"].nunique()
-    assert len(summary["stage2_kept"]) == n_folds and summary["wall_seconds"] > 0
+    n_units = len(folds.groupby(["repeat", "fold"]))
+    assert len(summary["stage2_kept"]) == n_units and summary["wall_seconds"] > 0
 
     history = pd.read_csv(path / "history.csv")
-    for column in ("fold", "phase", "epoch", "train_loss", "train_kappa", "val_loss", "val_kappa"):
+    for column in (
+        "repeat",
+        "fold",
+        "phase",
+        "branch",
+        "epoch",
+        "train_loss",
+        "train_kappa",
+        "val_loss",
+        "val_kappa",
+    ):
         assert column in history.columns
     assert set(history["phase"]) <= {"pretrain", "stage1", "stage2"}
     assert set(history["fold"]) == set(range(n_folds))
+    assert set(history.loc[history["phase"] == "pretrain", "branch"]) == set(
+        config.image_modalities
+    )
 
     prov = json.loads((path / "provenance.json").read_text())
     for key in (
@@ -90,10 +116,12 @@ def check_run_folder(path: str | Path) -> dict:
     assert set(prov["versions"]) >= {"ray", "torch", "scikit-learn", "numpy", "pandas"}
     assert {"cpus", "gpus"} <= set(prov["machine"])
 
-    for k in range(n_folds):
-        fold_dir = path / "checkpoints" / f"fold{k}"
+    for r, k in folds.groupby(["repeat", "fold"]).groups:
+        fold_dir = path / "checkpoints" / (f"fold{k}" if r == 0 else f"r{r}-fold{k}")
         for m in config.image_modalities:
             assert (fold_dir / f"pretrain_{m}.pt").is_file()  # the pretrained image branch
+        if "metadata" in config.modalities:
+            assert (fold_dir / "forest.pt").is_file()  # the fitted forest, its probabilities
         if len(models) > 1:
             assert (fold_dir / "stage2.pt").is_file()  # the final fusion model
     return summary

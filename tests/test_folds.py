@@ -91,7 +91,7 @@ def test_folds_file_round_trips(tmp_path):
     fold_of = outer_folds(data.patient_id, data.y, CLASSES, 3, 0)
     path = tmp_path / "folds.csv"
     folds_table(data, fold_of).to_csv(path, index=False)
-    assert np.array_equal(read_folds_file(path, data.sample_id, data.patient_id), fold_of)
+    assert np.array_equal(read_folds_file(path, data.sample_id, data.patient_id), fold_of[None])
 
 
 def test_folds_file_with_a_patient_in_two_folds_is_refused(tmp_path):

@@ -68,7 +68,10 @@ RICH = {
 }
 
 
-@pytest.mark.parametrize("raw", [TINY, RICH], ids=["single", "rich"])
+REPEATED = {**TINY, "cv": {"folds": 2, "repeats": 2, "seed": 0}}
+
+
+@pytest.mark.parametrize("raw", [TINY, RICH, REPEATED], ids=["single", "rich", "repeated"])
 def test_ray_and_sequential_executors_give_the_same_predictions(local_ray, tmp_path, raw):
     config = write_config(tmp_path, raw)
     ray_out, seq_out = tmp_path / "ray", tmp_path / "seq"

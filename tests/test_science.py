@@ -65,19 +65,24 @@ def assert_same_result(a: FoldResult, b: FoldResult) -> None:
 
 
 def assert_patient_grouped(plans: list[FoldSplit], fold_of: np.ndarray, patient_id) -> None:
-    """Rule 1 on a list of plans: disjoint patients everywhere, every sample tested once."""
+    """Rule 1 on a list of plans: disjoint patients everywhere, every sample tested once
+    in each repeat (fold_of: (R, N), or (N,) for one repeat)."""
     patient_id = np.asarray(patient_id)
-    assert (pd.Series(fold_of).groupby(patient_id).nunique() == 1).all()
-    tested = np.sort(np.concatenate([p.test for p in plans]))
-    np.testing.assert_array_equal(tested, np.arange(len(patient_id)))
-    for p in plans:
-        np.testing.assert_array_equal(p.test, np.flatnonzero(fold_of == p.fold))
-        np.testing.assert_array_equal(np.sort(p.train), np.flatnonzero(fold_of != p.fold))
-        assert not set(patient_id[p.train]) & set(patient_id[p.test])
-        assert not set(patient_id[p.inner_train]) & set(patient_id[p.inner_val])
-        inner = np.sort(np.concatenate([p.inner_train, p.inner_val]))
-        np.testing.assert_array_equal(inner, np.sort(p.train))
-        assert len(p.inner_train) and len(p.inner_val)
+    fold_of = np.atleast_2d(fold_of)
+    assert sorted({p.repeat for p in plans}) == list(range(len(fold_of)))
+    for repeat, folds in enumerate(fold_of):
+        mine = [p for p in plans if p.repeat == repeat]
+        assert (pd.Series(folds).groupby(patient_id).nunique() == 1).all()
+        tested = np.sort(np.concatenate([p.test for p in mine]))
+        np.testing.assert_array_equal(tested, np.arange(len(patient_id)))
+        for p in mine:
+            np.testing.assert_array_equal(p.test, np.flatnonzero(folds == p.fold))
+            np.testing.assert_array_equal(np.sort(p.train), np.flatnonzero(folds != p.fold))
+            assert not set(patient_id[p.train]) & set(patient_id[p.test])
+            assert not set(patient_id[p.inner_train]) & set(patient_id[p.inner_val])
+            inner = np.sort(np.concatenate([p.inner_train, p.inner_val]))
+            np.testing.assert_array_equal(inner, np.sort(p.train))
+            assert len(p.inner_train) and len(p.inner_val)
 
 
 def cyclic_shift(y: np.ndarray, rows: np.ndarray, n_classes: int = 3) -> np.ndarray:
@@ -174,7 +179,7 @@ def test_prepared_folds_keep_every_patient_in_one_place(fixed, tmp_path):
     pd.DataFrame({"sample_id": data.sample_id, "fold": number % 4}).to_csv(path, index=False)
     dealt = prepare(tiny_config(f"cv.folds_file={path}"))
     assert dealt.config.cv.folds == len(dealt.plans) == 4
-    np.testing.assert_array_equal(dealt.fold_of, number % 4)
+    np.testing.assert_array_equal(dealt.fold_of, [number % 4])
     assert_patient_grouped(dealt.plans, dealt.fold_of, data.patient_id)
 
 

@@ -115,7 +115,7 @@ def test_nested_estimate_takes_each_folds_own_best_trial():
             "outer_kappa_fold1": [0.50, 0.60, np.nan],
         }
     )
-    est = nested_estimate(trials, 2)
+    est = nested_estimate(trials, ["fold0", "fold1"])
     assert [p["trial_id"] for p in est["per_fold"]] == ["b", "a"]
     assert est["kappa_mean"] == pytest.approx((0.30 + 0.50) / 2)
 

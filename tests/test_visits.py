@@ -136,7 +136,7 @@ def test_a_visit_with_three_images_is_scored_by_their_mean_probability(three_per
     # the three images disagree, so the mean is not just one image's probability
     assert np.abs(per_image.reshape(len(plan.test), 3, -1)[:, 0] - expected).max() > 1e-4
     # predictions.csv keeps one row per visit
-    table = predictions_table(data, prepared.fold_of, [result], model_names(config), config.classes)
+    table = predictions_table(data, [result], model_names(config), config.classes)
     assert len(table) == len(plan.test) and table["sample_id"].is_unique
 
 
@@ -156,7 +156,7 @@ def test_masked_visits_have_no_image_prediction_and_fuse_from_the_forest(tiny):
         # no image: the fusion is the forest's probabilities, its weight renormalised to 1
         np.testing.assert_allclose(r.probs["fusion"][gone], r.probs["metadata"][gone], atol=1e-6)
     models = model_names(config)
-    table = predictions_table(data, prepared.fold_of, results, models, config.classes)
+    table = predictions_table(data, results, models, config.classes)
     assert table.loc[missing, "pred_thermal_map"].isna().all()
     assert table.loc[~missing, "pred_thermal_map"].notna().all()
     summary = summarize(table, models, config.classes, "quadratic")

@@ -5,12 +5,13 @@ controller too, and a controller that imported torch and scikit-learn would spen
 seconds of a 2-core machine on imports it never uses. The heavy imports happen
 inside the function, on the worker only.
 
-Checkpoint layout. The worker keeps `<local>/fold<k>/<phase>.pt` for the fold it is
-training, and reports that folder to Ray Train after every phase as the checkpoint
-`fold<k>-<phase>` (so `<storage>/<lane run>/fold<k>-<phase>/fold<k>/...`, a path the
-driver can compute). Once a fold is finished and the driver told, its files are dropped
-from the local folder and a small marker `fold<k>/done.json` stays: later reports stay
-the size of one fold, and a restarted worker skips the folds its lane already finished.
+Checkpoint layout. The worker keeps `<local>/<unit>/<phase>.pt` for the fold it is
+training (unit: `fold<k>`, or `r<i>-fold<k>` in repeat i of a repeated CV), and reports
+that folder to Ray Train after every phase as the checkpoint `<unit>-<phase>` (so
+`<storage>/<lane run>/<unit>-<phase>/<unit>/...`, a path the driver can compute). Once a
+fold is finished and the driver told, its files are dropped from the local folder and a
+small marker `<unit>/done.json` stays: later reports stay the size of one fold, and a
+restarted worker skips the folds its lane already finished.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 DONE_MARKER = "done.json"
 
 
-def checkpoint_name(fold: int, phase: str) -> str:
-    """The Ray Train checkpoint directory of one fold's phase within its lane's run."""
-    return f"fold{fold}-{phase}"
+def checkpoint_name(unit: str, phase: str) -> str:
+    """The Ray Train checkpoint directory of one unit's phase within its lane's run."""
+    return f"{unit}-{phase}"
 
 
 @dataclass
@@ -40,7 +41,7 @@ class LaneTask:
     plans: list[dict]  # the lane's folds in the order it runs them: FoldSplit fields
     dataset: Any  # ObjectRef of the Dataset, put once by the driver
     relay: Any  # handle of the driver's ProgressRelay actor
-    shared: dict[int, dict[str, Path]]  # per fold: phase files computed elsewhere to load
+    shared: dict[str, dict[str, Path]]  # per unit: phase files computed elsewhere to load
     run_folder: str  # where the driver writes (a lane checks that it sees it)
     until: str | None = None  # a phase to stop each fold after (no result), or None
 
@@ -81,7 +82,7 @@ def train_lane(cfg: dict) -> None:
     if restored is not None:  # a retried worker, or a rerun of the lane after --resume
         restored.to_directory(str(local))
 
-    def report(fold: int, phase: str) -> None:
+    def report(fold: str, phase: str) -> None:
         ray.train.report(
             {"fold": fold, "phase": phase},
             checkpoint=ray.train.Checkpoint.from_directory(str(local)),
@@ -89,14 +90,14 @@ def train_lane(cfg: dict) -> None:
             delete_local_checkpoint_after_upload=False,
         )
 
-    def progress(fold: int, phase: str, epoch: int, row: dict) -> None:
+    def progress(fold: str, phase: str, epoch: int, row: dict) -> None:
         relay.push.remote((fold, phase, epoch, row))
 
     try:
         for fields in task.plans:
             plan = FoldSplit(**fields)
-            k = plan.fold
-            fold_dir = local / f"fold{k}"
+            k = plan.unit
+            fold_dir = local / k
             marker = fold_dir / DONE_MARKER
             if marker.exists():  # finished before this worker restarted
                 done = json.loads(marker.read_text())["checkpoint"]

@@ -45,6 +45,7 @@ from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
 from raycv.storage import copy_tree, exists, filesystem
+from raycv.units import unit_label
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,10 @@ def plan_lanes(
     The assignment depends on all folds, not on which are pending, so a resumed run
     gives each unfinished fold the lane (and so the checkpoints) it had before.
     """
-    todo = {p.fold for p in pending}
+    todo = {p.unit for p in pending}
     lanes = []
     for i in range(n_lanes):
-        mine = [p for p in plans[i::n_lanes] if p.fold in todo]
+        mine = [p for p in plans[i::n_lanes] if p.unit in todo]
         if mine:
             lanes.append(Lane(f"{prefix}lane{i}of{n_lanes}", mine))
     return lanes
@@ -204,7 +205,7 @@ def lane_trainer(
         plans=[dataclasses.asdict(plan) for plan in lane.plans],
         dataset=dataset_ref,
         relay=relay,
-        shared={p.fold: (shared or {}).get(p.fold, {}) for p in lane.plans},
+        shared={p.unit: (shared or {}).get(p.unit, {}) for p in lane.plans},
         # a lane checks it sees the run folder before it trains (nodes that joined
         # after the driver's check_shared_storage, e.g. autoscaled GPU nodes)
         run_folder=folder.uri or str(folder.path.resolve()),
@@ -233,7 +234,7 @@ def run_folds_on_ray(
     run_prefix: str = "",
     dataset_ref=None,
     until: str | None = None,
-    shared: dict[int, dict[str, Path]] | None = None,
+    shared: dict[str, dict[str, Path]] | None = None,
     on_result: Callable[[FoldResult], None] | None = None,
     *,
     n_lanes: int,
@@ -241,7 +242,7 @@ def run_folds_on_ray(
     """Run every unfinished fold in lanes, concurrently; returns every fold's result.
 
     until='stage1' runs the folds only up to stage 1 (their phase files land in
-    folder.fold_dir(k); no results). shared: per fold, phase files to load instead of
+    folder.fold_dir(unit); no results). shared: per unit, phase files to load instead of
     computing them. on_result: called with each fold's result as it finishes.
     n_lanes: how many folds run at once (lane_count decides it).
     """
@@ -250,13 +251,13 @@ def run_folds_on_ray(
         for r in results.values():
             on_result(r)
     if not pending:
-        return [results[k] for k in sorted(results)]
+        return [results[p.unit] for p in prepared.plans if p.unit in results]
 
     if not folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
         folder.path.mkdir(parents=True, exist_ok=True)
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
     per = prepared.config.resources.per_fold
-    wave = LaneWave(folder, board, until, results, {p.fold for p in pending}, on_result)
+    wave = LaneWave(folder, board, until, results, {p.unit for p in pending}, on_result)
     wave.asks = {"CPU": per.cpu, "GPU": per.gpu}
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
     try:
@@ -275,14 +276,14 @@ def run_folds_on_ray(
     finally:
         ray.kill(wave.relay)
     if failures:
-        k, exc = min(failures.items())
+        k, exc = next((p.unit, failures[p.unit]) for p in prepared.plans if p.unit in failures)
         exc = _worker_cause(exc)
         raise FoldFailedError(
-            f"fold {k} failed after {prepared.config.resources.max_failures} retries "
+            f"{unit_label(k)} failed after {prepared.config.resources.max_failures} retries "
             f"({type(exc).__name__}: {_first_line(exc)}); finished folds are kept: fix the "
             f"cause and rerun with --resume (log: {folder.log_path})"
         ) from exc
-    return [results[k] for k in sorted(results)]
+    return [results[p.unit] for p in prepared.plans if p.unit in results]
 
 
 class LaneWave:
@@ -295,8 +296,8 @@ class LaneWave:
         folder: RunFolder,
         board: ProgressBoard,
         until: str | None,
-        results: dict[int, FoldResult],
-        waiting: set[int],
+        results: dict[str, FoldResult],
+        waiting: set[str],
         on_result: Callable[[FoldResult], None] | None,
     ):
         self.folder, self.board, self.until = folder, board, until
@@ -319,12 +320,12 @@ class LaneWave:
         threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
         self.running += 1
         self.lanes.append(lane)
-        folds = ", ".join(str(p.fold) for p in lane.plans)
+        folds = ", ".join(p.unit.removeprefix("fold") for p in lane.plans)  # 0, 1, r1-fold0
         self.board.event(f"ray: launched {lane.name} (folds {folds})")
 
-    def wait(self) -> dict[int, BaseException]:
-        """Until every lane has ended; returns {fold: error} for the folds left unfinished."""
-        failures: dict[int, BaseException] = {}
+    def wait(self) -> dict[str, BaseException]:
+        """Until every lane has ended; returns {unit: error} for the folds left unfinished."""
+        failures: dict[str, BaseException] = {}
         while self.running:
             self.absorb()
             if self.board.due():  # every 10 s, also while every fold still waits
@@ -337,11 +338,11 @@ class LaneWave:
             self.absorb()  # the lane announced its last fold before it returned
             error = outcome if isinstance(outcome, BaseException) else outcome.error
             for plan in lane.plans:
-                if plan.fold in self.waiting:
-                    failures[plan.fold] = error or RuntimeError(f"{lane.name} ended without it")
-                    cause = _worker_cause(failures[plan.fold])
+                if plan.unit in self.waiting:
+                    failures[plan.unit] = error or RuntimeError(f"{lane.name} ended without it")
+                    cause = _worker_cause(failures[plan.unit])
                     self.board.fold_done(
-                        plan.fold,
+                        plan.unit,
                         f"FAILED: {type(cause).__name__}: {_first_line(cause)}",
                         ok=False,
                     )
@@ -353,8 +354,8 @@ class LaneWave:
         waiting = [
             lane
             for lane in self.lanes
-            if all(self.board.is_waiting(p.fold) for p in lane.plans if p.fold in self.waiting)
-            and any(p.fold in self.waiting for p in lane.plans)
+            if all(self.board.is_waiting(p.unit) for p in lane.plans if p.unit in self.waiting)
+            and any(p.unit in self.waiting for p in lane.plans)
         ]
         if not waiting:
             return ""
@@ -372,13 +373,13 @@ class LaneWave:
         for item in finished:
             self.collect(*item)
 
-    def collect(self, lane: str, k: int, checkpoint: str) -> None:
+    def collect(self, lane: str, k: str, checkpoint: str) -> None:
         """Copy a finished fold's checkpoint into the run folder; record its result."""
         if k not in self.waiting:  # announced again by a worker that restarted
             return
-        source = f"{self.storage_root}/{lane}/{checkpoint}/fold{k}"
+        source = f"{self.storage_root}/{lane}/{checkpoint}/{k}"
         if not exists(self.storage_fs, source):
-            raise RaycvError(f"fold {k} finished but its checkpoint is missing: {source}")
+            raise RaycvError(f"{unit_label(k)} finished but its checkpoint is missing: {source}")
         copy_tree(self.storage_fs, source, *filesystem(self.folder.fold_dir(k)))
         self.waiting.discard(k)
         if self.until is not None:

@@ -81,9 +81,9 @@ def phase_key(phase: str, config: Config, fingerprint: str, fold_of: np.ndarray)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def phase_files(phase: str, file_stems: list[str], cache: Path, key: str, fold: int) -> dict:
-    """{file stem: path} of one phase's cached files for one fold."""
-    folder = cache / f"{phase}-{key}" / f"fold{fold}"
+def phase_files(phase: str, file_stems: list[str], cache: Path, key: str, unit: str) -> dict:
+    """{file stem: path} of one phase's cached files for one (repeat, fold) unit."""
+    folder = cache / f"{phase}-{key}" / unit
     return {stem: folder / f"{stem}.pt" for stem in file_stems}
 
 

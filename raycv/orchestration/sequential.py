@@ -24,12 +24,12 @@ def run_sequential(
     prepared: Prepared,
     folder: RunFolder,
     board: ProgressBoard,
-    shared: dict[int, dict[str, Path]] | None = None,
+    shared: dict[str, dict[str, Path]] | None = None,
     on_result: Callable[[FoldResult], None] | None = None,
 ) -> list[FoldResult]:
     """Run every unfinished fold here, in fold order; returns every fold's result.
 
-    shared: per fold, phase files to load instead of computing them (Tune's reuse).
+    shared: per unit, phase files to load instead of computing them (Tune's reuse).
     on_result: called with each fold's result, finished earlier or now, in fold order.
     """
     config = prepared.config
@@ -43,8 +43,8 @@ def run_sequential(
         done, _ = reuse_finished_folds(prepared, folder, board)
         results = []
         for plan in prepared.plans:
-            if plan.fold not in done:
-                store = PhaseStore(folder.fold_dir(plan.fold), shared=(shared or {}).get(plan.fold))
+            if plan.unit not in done:
+                store = PhaseStore(folder.fold_dir(plan.unit), shared=(shared or {}).get(plan.unit))
                 result = run_fold(
                     prepared.dataset,
                     plan,
@@ -53,10 +53,10 @@ def run_sequential(
                     progress=board.update,
                     device=device,
                 )
-                board.fold_done(plan.fold, f"done in {result.seconds:.0f}s")
+                board.fold_done(plan.unit, f"done in {result.seconds:.0f}s")
                 folder.sync()
             else:
-                result = done[plan.fold]
+                result = done[plan.unit]
             results.append(result)
             if on_result is not None:
                 on_result(result)

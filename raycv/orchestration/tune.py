@@ -72,11 +72,11 @@ def precompute_shared(
     fingerprint = prepared.dataset.fingerprint()
     keys = {p: reuse.phase_key(p, config, fingerprint, prepared.fold_of) for p in phases}
     files = {
-        plan.fold: {
+        plan.unit: {
             stem: path
             for p in phases
             for stem, path in reuse.phase_files(
-                p, reuse.stems(p, config.image_modalities), cache, keys[p], plan.fold
+                p, reuse.stems(p, config.image_modalities), cache, keys[p], plan.unit
             ).items()
         }
         for plan in prepared.plans
@@ -86,7 +86,7 @@ def precompute_shared(
         board.say(f"raycv: reusing cached {', '.join(phases)} of every fold ({cache})")
         return files
     board.say(f"raycv: computing {', '.join(phases)} once per fold before the trials")
-    todo = dataclasses.replace(prepared, plans=[p for p in prepared.plans if p.fold in missing])
+    todo = dataclasses.replace(prepared, plans=[p for p in prepared.plans if p.unit in missing])
     base = RunFolder(tune_folder.path / "shared")
     shutil.rmtree(base.path, ignore_errors=True)  # stale partial work; phases are in `cache`
     run_folds_on_ray(
@@ -250,7 +250,7 @@ def tune_experiment(
     resumed = folder.claim(config, resume, overwrite, resumable=keep)
     folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
     cache = Path(config.tune.cache_dir or folder.path.resolve().parent / ".raycv-cache")
-    board = ProgressBoard(len(prepared.plans), folder.log_path)
+    board = ProgressBoard([p.unit for p in prepared.plans], folder.log_path)
     if not verbose:
         # Tune's console reporter prints an experiment banner and a TensorBoard hint into
         # Ray's temp folder even at verbose=0; its legacy reporter stays silent there.
@@ -280,9 +280,10 @@ def tune_experiment(
         board.close()
         if started_here:
             ray.shutdown()
-    trials = trials_table(grid, list(space), n_folds, folder.path / "trials")
+    units = [p.unit for p in prepared.plans]
+    trials = trials_table(grid, list(space), units, folder.path / "trials")
     folder.write_csv("trials.csv", trials)
-    summary = tune_summary(trials, list(space), n_folds, time.time() - t0)
+    summary = tune_summary(trials, list(space), units, time.time() - t0)
     publish_best(
         folder.path,
         trials.loc[trials["trial_id"] == summary["best"]["trial_id"]].iloc[0],

@@ -16,22 +16,24 @@ import numpy as np
 import pandas as pd
 
 from raycv.errors import RaycvError
+from raycv.units import parse_unit, unit_label
 
 OBJECTIVE = "objective"  # mean over folds of the inner-validation fusion kappa
 
 
-def trials_table(grid, searched: list[str], n_folds: int, trials_dir: Path) -> pd.DataFrame:
-    """One row per trial: searched values, per-fold inner-validation and outer kappas,
-    means, std, pooled, folds done and status."""
+def trials_table(grid, searched: list[str], units: list[str], trials_dir: Path) -> pd.DataFrame:
+    """One row per trial: searched values, per-unit (repeat, fold) inner-validation and
+    outer kappas (`val_kappa_fold0`, ..., `val_kappa_r1-fold0`, ...), means, std, pooled,
+    folds done and status."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name
         row = {"trial_id": trial_id, **{k: result.config.get(k) for k in searched}}
-        for k in range(n_folds):
-            row[f"val_kappa_fold{k}"] = metrics.get(f"val_kappa_fold{k}")
-        for k in range(n_folds):
-            row[f"outer_kappa_fold{k}"] = metrics.get(f"outer_kappa_fold{k}")
+        for unit in units:
+            row[f"val_kappa_{unit}"] = metrics.get(f"val_kappa_{unit}")
+        for unit in units:
+            row[f"outer_kappa_{unit}"] = metrics.get(f"outer_kappa_{unit}")
         row["val_kappa_mean"] = metrics.get(OBJECTIVE)
         row["val_kappa_std"] = metrics.get("val_kappa_std")
         row["outer_kappa_mean"] = metrics.get("outer_kappa_mean")
@@ -46,7 +48,7 @@ def trials_table(grid, searched: list[str], n_folds: int, trials_dir: Path) -> p
         if result.error is not None:
             row["status"] = "error"
         else:
-            row["status"] = "complete" if row["folds_done"] == n_folds else "stopped"
+            row["status"] = "complete" if row["folds_done"] == len(units) else "stopped"
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_kappa_mean", ascending=False, na_position="last").reset_index(
@@ -54,21 +56,24 @@ def trials_table(grid, searched: list[str], n_folds: int, trials_dir: Path) -> p
     )
 
 
-def nested_estimate(trials: pd.DataFrame, n_folds: int) -> dict:
-    """Mean over outer folds of the outer kappa of the trial best on that fold's own
-    inner-validation kappa."""
+def nested_estimate(trials: pd.DataFrame, units: list[str]) -> dict:
+    """Mean over outer folds (of every repeat) of the outer kappa of the trial best on
+    that fold's own inner-validation kappa."""
     picks = []
-    for k in range(n_folds):
-        scored = trials.dropna(subset=[f"val_kappa_fold{k}", f"outer_kappa_fold{k}"])
+    for unit in units:
+        val, outer = f"val_kappa_{unit}", f"outer_kappa_{unit}"
+        scored = trials.dropna(subset=[val, outer])
         if scored.empty:
-            raise RaycvError(f"no trial finished fold {k}; see the trials' run.log files")
-        best = scored.loc[scored[f"val_kappa_fold{k}"].astype(float).idxmax()]
+            raise RaycvError(f"no trial finished {unit_label(unit)}; see the trials' run.log files")
+        best = scored.loc[scored[val].astype(float).idxmax()]
+        repeat, fold = parse_unit(unit)
         picks.append(
             {
-                "fold": k,
+                "repeat": repeat,
+                "fold": fold,
                 "trial_id": best["trial_id"],
-                "val_kappa": float(best[f"val_kappa_fold{k}"]),
-                "outer_kappa": float(best[f"outer_kappa_fold{k}"]),
+                "val_kappa": float(best[val]),
+                "outer_kappa": float(best[outer]),
             }
         )
     return {"kappa_mean": float(np.mean([p["outer_kappa"] for p in picks])), "per_fold": picks}
@@ -84,7 +89,7 @@ def best_trial(trials: pd.DataFrame) -> pd.Series:
 
 
 def publish_best(
-    tune_dir: Path, best: pd.Series, name: str, shared: dict[int, dict[str, Path]]
+    tune_dir: Path, best: pd.Series, name: str, shared: dict[str, dict[str, Path]]
 ) -> Path:
     """Copy the best trial's run folder to best/ and its config to best.yaml (runnable).
 
@@ -97,8 +102,8 @@ def publish_best(
     shutil.rmtree(target, ignore_errors=True)
     # Ray's own trainer state stays with the trial; best/ is a plain run folder
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("ray"))
-    for fold, files in shared.items():
-        fold_dir = target / "checkpoints" / f"fold{fold}"
+    for unit, files in shared.items():
+        fold_dir = target / "checkpoints" / unit
         for stem, path in files.items():
             if not (fold_dir / f"{stem}.pt").exists():
                 fold_dir.mkdir(parents=True, exist_ok=True)
@@ -112,9 +117,9 @@ def publish_best(
     return best_yaml
 
 
-def tune_summary(trials: pd.DataFrame, searched: list[str], n_folds: int, wall: float) -> dict:
+def tune_summary(trials: pd.DataFrame, searched: list[str], units: list[str], wall: float) -> dict:
     best = best_trial(trials)
-    nested = nested_estimate(trials, n_folds)
+    nested = nested_estimate(trials, units)
     return {
         "objective": "mean over folds of the inner-validation fusion kappa",
         "searched": searched,

@@ -37,11 +37,11 @@ class TrialPlan:
 
     base: dict  # the search's resolved Config as a dict; a trial overrides searched keys
     dataset: Any  # ObjectRef of the Dataset (put again on every (re)start of the search)
-    fold_of: np.ndarray  # (N,) outer fold per sample
+    fold_of: np.ndarray  # (R, N) outer fold per sample in each repeat
     plans: list[FoldSplit]
     fingerprint: str  # the dataset's, for each trial's provenance.json
     tune_dir: str  # the tune folder; trial folders are <tune_dir>/trials/<trial id>
-    shared: dict[int, dict[str, Path]]  # per fold: the shared phases' files to load
+    shared: dict[str, dict[str, Path]]  # per unit: the shared phases' files to load
     n_lanes: int  # lanes each trial runs its folds in (its share of the cluster)
 
 
@@ -53,9 +53,12 @@ def fold_scores(result: FoldResult, dataset, kappa_weights: str) -> tuple[float,
     return result.val_kappa["fusion"], outer
 
 
-def trial_metrics(done: dict[int, FoldResult], n_done: int, dataset, kappa_weights: str) -> dict:
-    """What a trial reports after its first `n_done` folds."""
-    scores = [fold_scores(done[k], dataset, kappa_weights) for k in range(n_done)]
+def trial_metrics(
+    done: dict[str, FoldResult], units: list[str], dataset, kappa_weights: str
+) -> dict:
+    """What a trial reports after the (repeat, fold) units `units`, its first ones."""
+    scores = [fold_scores(done[u], dataset, kappa_weights) for u in units]
+    n_done = len(units)
     val, outer = zip(*scores, strict=True)
     metrics = {
         "folds_done": n_done,
@@ -64,9 +67,9 @@ def trial_metrics(done: dict[int, FoldResult], n_done: int, dataset, kappa_weigh
         "outer_kappa_mean": float(np.mean(outer)),
         "outer_kappa_std": float(np.std(outer)),
     }
-    for k in range(n_done):
-        metrics[f"val_kappa_fold{k}"] = float(val[k])
-        metrics[f"outer_kappa_fold{k}"] = float(outer[k])
+    for unit, v, o in zip(units, val, outer, strict=True):
+        metrics[f"val_kappa_{unit}"] = float(v)
+        metrics[f"outer_kappa_{unit}"] = float(o)
     return metrics
 
 
@@ -82,21 +85,23 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.write_text("config.yaml", config_mod.dump(config))
         folder.write_csv("folds.csv", folds_table(dataset, prepared.fold_of))
-    board = ProgressBoard(len(prepared.plans), folder.log_path, quiet=True)
-    n_folds = len(prepared.plans)
-    done: dict[int, FoldResult] = {}
+    units = [p.unit for p in prepared.plans]
+    board = ProgressBoard(units, folder.log_path, quiet=True)
+    n_folds = len(units)
+    done: dict[str, FoldResult] = {}
     reported = [0]
 
     def on_result(result: FoldResult) -> None:
-        done[result.fold] = result
-        # report folds in fold order, so ASHA's rungs compare the same folds across trials
-        while reported[0] in done:
+        done[result.unit] = result
+        # report units in (repeat, fold) order, so ASHA's rungs compare the same folds
+        while reported[0] < n_folds and units[reported[0]] in done:
             reported[0] += 1
             if reported[0] == n_folds:
                 # the last report can be the trial's end: a scheduler may stop it there
                 # (ASHA at max_t), and Tune ends a stopped trial inside tune.report
-                finish_folder([done[k] for k in range(n_folds)])
-            tune.report(trial_metrics(done, reported[0], dataset, config.metrics.kappa_weights))
+                finish_folder([done[u] for u in units])
+            first = units[: reported[0]]
+            tune.report(trial_metrics(done, first, dataset, config.metrics.kappa_weights))
 
     def finish_folder(results: list[FoldResult]) -> None:
         for k, files in plan.shared.items():  # each trial's folder stands alone
