@@ -137,7 +137,8 @@ def mean_fold_kappas(dataset, plans, config) -> dict[str, float]:
 # -- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=list(COHORTS))
+# the rich cohort's folds take ~4x as long: part of the full suite, not the fast subset
+@pytest.fixture(scope="module", params=["single", pytest.param("rich", marks=pytest.mark.slow)])
 def fixed(request, tmp_path_factory):
     """The tiny experiment with its folds read from a folds.csv (cv.folds_file), and
     learned fusion weights, so the per-fold tests cover every choice made inside a fold;
