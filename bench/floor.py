@@ -9,7 +9,8 @@ import json
 import re
 from pathlib import Path
 
-_EVENT = re.compile(r"^\[(\d+):(\d+)\] fold (\d+) (start|restart|done up to \w+)")
+# "[01:02] fold 3 start", "[01:02] repeat 1 fold 3 done up to stage1" (progress.py)
+_EVENT = re.compile(r"^\[(\d+):(\d+)\] ((?:repeat \d+ )?fold \d+) (start|restart|done up to \w+)")
 
 
 def floor_seconds(compute: list[float], cores: int, cores_per_task: float = 1.0) -> float:
@@ -34,7 +35,7 @@ def shared_phase_seconds(tune_dir: Path) -> list[float]:
     for line in (tune_dir / "run.log").read_text().splitlines():
         m = _EVENT.match(line)
         if m:
-            t, fold = int(m[1]) * 60 + int(m[2]), int(m[3])
+            t, fold = int(m[1]) * 60 + int(m[2]), m[3]
             if m[4].startswith("done"):
                 ended[fold] = t
             else:
