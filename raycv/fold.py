@@ -3,7 +3,7 @@
 A pure function of (dataset, fold split, config): no Ray, no global state besides torch's
 seeded generators. Each phase seeds itself from (cv.seed, repeat, fold, phase), and each finished
 phase is saved to the fold's PhaseStore, so a rerun loads it instead of training again.
-Only the final evaluation touches the outer test fold (CONTRACTS 4.2).
+Only the final evaluation touches the outer test fold (science rule 2, tests/test_science.py).
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def run_fold(
     test_probs: dict[str, np.ndarray] = {}
     val_probs: dict[str, np.ndarray] = {}
 
-    # -- metadata branch: out-of-fold probabilities for training rows (CONTRACTS 4.3) --------
+    # -- metadata branch: out-of-fold probabilities for training rows (science rule 3, tests/test_science.py) --------
     if "metadata" in config.modalities:
         forest = ctx.cached("forest", lambda: fit_forest(ctx))
         ctx.inputs.meta_probs = np.full((len(dataset), ctx.n_classes), np.nan)

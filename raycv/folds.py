@@ -1,6 +1,6 @@
 """Patient-grouped splits: outer folds, inner validation, and the checks that they can be made.
 
-Every split here groups by patient (CONTRACTS 4.1) and is stratified by label.
+Every split here groups by patient (science rule 1, tests/test_science.py) and is stratified by label.
 `plan_folds` runs every check for every fold before any training starts, so an
 impossible split is refused up front with a message naming the fold and class.
 """

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class Prediction:
-    table: pd.DataFrame  # one row per visit (CONTRACTS 3)
+    table: pd.DataFrame  # one row per visit (README: predicting new patients)
     config: Config  # the run's
     folds: list[str]  # the units whose models predicted
     labelled: bool

@@ -51,7 +51,7 @@ def model_names(config) -> list[str]:
 
 
 def predictions_table(dataset, results: list[FoldResult], models, classes) -> pd.DataFrame:
-    """One row per sample and repeat, predicted on its outer test fold (CONTRACTS 3)."""
+    """One row per sample and repeat, predicted on its outer test fold (README: the run folder)."""
     frames = []
     for r in sorted(results, key=lambda r: (r.repeat, r.fold)):
         idx = r.test_index

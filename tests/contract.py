@@ -1,4 +1,4 @@
-"""A checker of a finished run folder against CONTRACTS section 3, shared by e2e tests."""
+"""A checker of a finished run folder against the run-folder contract (README: the run folder), shared by e2e tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The metadata branch gives the fusion out-of-fold probabilities only (CONTRACTS 4.3)."""
+"""The metadata branch gives the fusion out-of-fold probabilities only (science rule 3, tests/test_science.py)."""
 
 import numpy as np
 import pandas as pd

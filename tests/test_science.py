@@ -1,4 +1,10 @@
-"""The science rules (CONTRACTS section 4), each checked on the real pipeline.
+"""The science rules, each checked on the real pipeline:
+
+1. folds split by patient: no patient in two outer folds, every inner split by patient;
+2. nothing is fitted on, chosen by or seeded from an outer test fold;
+3. the fusion never trains on in-sample forest probabilities;
+4. on labels shuffled between patients every model scores near kappa 0;
+5. the same config and seed give the same fold results; a resumed phase agrees.
 
 No mocks: every test runs `prepare` / `plan_folds` / `run_fold` / `forest_probabilities`
 as a run would, and each one would fail if its rule were broken. Each rule that can only

@@ -1,6 +1,6 @@
 """The metadata branch: imputation + encoding + random forest, with out-of-fold probabilities.
 
-The fusion must never train on in-sample forest probabilities (CONTRACTS 4.3): a
+The fusion must never train on in-sample forest probabilities (science rule 3, tests/test_science.py): a
 forest's probabilities on its own training samples are near-perfect, so a fusion fit
 on them learns to trust the forest far too much. Training-fold samples therefore get
 probabilities from a patient-grouped inner CV; test samples get them from a forest fit
