@@ -8,20 +8,31 @@ def _f(x) -> str:
 
 
 def kappa_table(summary: dict) -> str:
-    """Rows = models; columns = folds, mean +- std, pooled out-of-fold kappa."""
+    """Rows = models; columns = folds (with repeats or many folds, their range), mean +-
+    std over the (repeat, fold) units, pooled out-of-fold kappa."""
     models = summary["models"]
-    n_folds = len(next(iter(models.values()))["kappa_per_fold"])
+    units = [(f.get("repeat", 0), f["fold"]) for f in summary.get("folds", [])]
+    n_units = len(next(iter(models.values()))["kappa_per_fold"])
+    per_unit = len(units) == n_units and n_units <= 6 and not any(r for r, _ in units)
     width = max(len(m) for m in models) + 2
-    head = (
-        f"{'model':<{width}}"
-        + "".join(f"{'fold ' + str(k):>8}" for k in range(n_folds))
-        + f"{'mean +- std':>16}{'pooled':>9}"
-    )
+    if per_unit:
+        columns = "".join(f"{'fold ' + str(k):>8}" for _, k in units)
+    else:  # 5 repeats x 3 folds do not fit a terminal line: the spread says enough
+        columns = f"{f'{n_units} folds: min..max':>20}"
+    head = f"{'model':<{width}}{columns}{'mean +- std':>16}{'pooled':>9}"
     lines = [f"kappa ({summary['kappa_weights']})", head, "-" * len(head)]
     for m, s in models.items():
-        folds = "".join(f"{_f(k):>8}" for k in s["kappa_per_fold"])
+        values = s["kappa_per_fold"]
+        if per_unit:
+            folds = "".join(f"{_f(k):>8}" for k in values)
+        else:
+            known = [k for k in values if k is not None]
+            span = f"{_f(min(known))}..{_f(max(known)).strip()}" if known else "n/a"
+            folds = f"{span:>20}"
         mean = f"{_f(s['kappa_mean'])} +- {_f(s['kappa_std']).strip()}"
         lines.append(f"{m:<{width}}{folds}{mean:>16}{_f(s['kappa_pooled']):>9}")
+    if not per_unit and summary.get("repeats", 1) > 1:
+        lines.append(f"({summary['repeats']} repeats; pooled: the mean over repeats)")
     return "\n".join(lines)
 
 
@@ -31,10 +42,15 @@ def stage_table(summary: dict) -> str:
     if not folds or folds[0].get("stage2_kept") is None:
         return ""
     monitor = summary.get("monitor", "val_kappa")
-    lines = [f"two-stage fusion (inner-validation {monitor})", "fold  stage1  stage2  kept"]
+    repeated = any(f.get("repeat", 0) for f in folds)
+    lines = [
+        f"two-stage fusion (inner-validation {monitor})",
+        ("repeat  " if repeated else "") + "fold  stage1  stage2  kept",
+    ]
     for f in folds:
         kept = "stage 2" if f["stage2_kept"] else "stage 1 (stage 2 did not beat it)"
         lines.append(
-            f"{f['fold']:>4}  {_f(f['stage1_val_score'])}  {_f(f['stage2_val_score'])}  {kept}"
+            (f"{f.get('repeat', 0):>6}  " if repeated else "")
+            + f"{f['fold']:>4}  {_f(f['stage1_val_score'])}  {_f(f['stage2_val_score'])}  {kept}"
         )
     return "\n".join(lines)
