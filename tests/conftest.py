@@ -39,6 +39,19 @@ def write_config(tmp_path, raw: dict = TINY, name: str = "exp.yaml"):
     return path
 
 
+def run_quietly(tmp_path, raw: dict, name: str = "run"):
+    """`raycv run` of `raw` with the sequential executor, its printout swallowed; -> the
+    run folder (asserts that the command succeeded)."""
+    from raycv.cli import main
+
+    out = tmp_path / name
+    config = write_config(tmp_path, raw, f"{name}.yaml")
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", str(config), "--output", str(out), "--executor", "sequential"])
+    assert code == 0
+    return out
+
+
 def tiny_config(*overrides: str, **sections):
     raw = {**TINY, **sections}
     return config_mod.from_dict(raw, [config_mod.parse_override(o) for o in overrides])

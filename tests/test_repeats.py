@@ -22,7 +22,7 @@ from raycv.data import write_dataset
 from raycv.errors import DataError
 from raycv.experiment import prepare
 from raycv.fold import run_fold
-from tests.conftest import FAULT, TINY, tiny_config, write_config
+from tests.conftest import FAULT, TINY, run_quietly, tiny_config, write_config
 from tests.contract import check_run_folder
 from tests.processes import kill_all, log_text, start_cli, wait_for
 from tests.test_science import assert_patient_grouped, assert_same_result
@@ -59,11 +59,7 @@ def test_repeats_are_different_patient_grouped_splits_and_repeat_0_is_the_unrepe
 
 def test_a_repeated_run_writes_every_unit_as_the_contract_says(tmp_path):
     raw = {**TINY, "cv": {"folds": 2, "repeats": 2, "seed": 0}}
-    out = tmp_path / "run"
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", str(write_config(tmp_path, raw)), "--output", str(out),
-                     "--executor", "sequential"])  # fmt: skip
-    assert code == 0
+    out = run_quietly(tmp_path, raw)
     summary = check_run_folder(out)  # (repeat, fold) kappas, pooled = mean over repeats
     assert summary["repeats"] == 2 and len(summary["models"]["fusion"]["kappa_per_fold"]) == 4
     assert {p.name for p in (out / "checkpoints").iterdir()} == {
@@ -172,11 +168,7 @@ def test_every_split_by_refusal_names_the_column(tmp_path):
 def test_a_leave_one_site_out_run_names_its_sites(tmp_path):
     path = with_sites(tmp_path, lambda p: ["north", "south"][int(p[1:]) % 2])
     raw = {**TINY, "data": {**TINY["data"], "path": path}, "cv": {"split_by": "site"}}
-    out = tmp_path / "run"
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", str(write_config(tmp_path, raw)), "--output", str(out),
-                     "--executor", "sequential"])  # fmt: skip
-    assert code == 0
+    out = run_quietly(tmp_path, raw)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["split_by"] == "site" and summary["sites"] == ["north", "south"]
     assert yaml.safe_load((out / "config.yaml").read_text())["cv"]["folds"] == 2
@@ -187,11 +179,7 @@ def test_a_run_writes_the_reviewer_statistics(tmp_path):
     """summary.json gets calibration, corrected comparisons over the (repeat, fold) units
     and report.subgroups; an unknown subgroup column is refused before anything runs."""
     raw = {**TINY, "cv": {"folds": 2, "repeats": 2, "seed": 0}, "report": {"subgroups": ["sex"]}}
-    out = tmp_path / "run"
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", str(write_config(tmp_path, raw)), "--output", str(out),
-                     "--executor", "sequential"])  # fmt: skip
-    assert code == 0
+    out = run_quietly(tmp_path, raw)
     summary = json.loads((out / "summary.json").read_text())
     assert {"brier", "ece"} <= set(summary["models"]["fusion"])
     assert {c["baseline"] for c in summary["comparisons"]} == {

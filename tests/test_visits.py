@@ -177,20 +177,13 @@ def test_masked_visits_have_no_image_prediction_and_fuse_from_the_forest(tiny):
 def test_a_run_records_what_missing_images_did(mode, tmp_path):
     """drop: the dropped visits' ids in provenance.json; mask: run.log says how many visits
     an image model cannot predict; both counted in predictions.csv / summary.json."""
-    import contextlib
-    import io
     import json
 
-    from raycv.cli import main
-    from tests.conftest import TINY, write_config
+    from tests.conftest import TINY, run_quietly
 
     raw = {**TINY, "data": {**TINY["data"], "missing_images": mode}}
     raw["data"]["synthetic"] = {**raw["data"]["synthetic"], "missing_images": 0.15}
-    out = tmp_path / "run"
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["run", str(write_config(tmp_path, raw)), "--output", str(out),
-                     "--executor", "sequential"])  # fmt: skip
-    assert code == 0
+    out = run_quietly(tmp_path, raw)
     provenance = json.loads((out / "provenance.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     predictions = pd.read_csv(out / "predictions.csv", dtype={"sample_id": str})
