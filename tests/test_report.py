@@ -580,6 +580,7 @@ def test_a_tune_folder_reports_the_search_and_its_best_trial(tiny_search):
         "tune_objective.png",
         "best_fold_kappas.png",
         "best_confusion.png",
+        "best_reliability.png",
         "best_training_curves.png",
     ]
     text = (out / "report.md").read_text()
