@@ -7,7 +7,8 @@ should cost about what the sequential reference costs when the reference is give
 every core: the goal is Ray (1 CPU per fold, one lane per core) within 1.1x of
 sequential (every core for each fold in turn). Prints wall time, each run's compute
 floor (its units' own seconds packed on the cores), peak memory and the pooled fusion
-kappa (the same numbers both ways, since seeds derive from (seed, repeat, fold, phase)).
+kappa (close, not equal: a fold's torch threads follow its CPUs, 2 against 1 here, and
+threads change float rounding; with the same config both executors agree exactly).
 Compare ratios from the same run, never figures from different runs.
 """
 
