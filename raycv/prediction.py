@@ -83,10 +83,9 @@ def local_run(run: str | Path) -> Iterator[Path]:
     local = Path(tempfile.mkdtemp(prefix="raycv-predict-"))
     try:
         local_fs = filesystem(str(local))[0]
-        for name in ("config.yaml", "summary.json"):
-            if exists(fs, f"{remote}/{name}"):
-                with fs.open_input_stream(f"{remote}/{name}") as src:
-                    (local / name).write_bytes(src.read())
+        # predict reads the run's config and its checkpoints, nothing else
+        with fs.open_input_stream(f"{remote}/config.yaml") as src:
+            (local / "config.yaml").write_bytes(src.read())
         copy_tree(fs, f"{remote}/checkpoints", local_fs, str(local / "checkpoints"))
         yield local
     finally:
