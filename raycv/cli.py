@@ -14,15 +14,16 @@ from raycv.errors import RaycvError
 EXECUTORS = ("ray", "sequential")
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
+SET_HELP = (
+    "override a config key, e.g. --set stage2.lr=1e-7 (repeatable, applied in order; "
+    "`raycv config` lists the keys)"
+)
+
+
+def _add_overrides(p: argparse.ArgumentParser, help_text: str = SET_HELP) -> None:
+    """`--set KEY=VALUE`, collected in order into args.overrides."""
     p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set stage2.lr=1e-7 (repeatable, applied in order; "
-        "`raycv config` lists the keys)",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
     )
 
 
@@ -120,13 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         "corrected t-test), calibration, subgroups, figures.",
     )
     report.add_argument("run_dir", help="a run folder (or a tune folder)")
-    report.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change a report.* setting of the run and recompute its statistics from the "
+    _add_overrides(
+        report,
+        help_text="change a report.* setting of the run and recompute its statistics from the "
         "folder, without training, e.g. --set report.subgroups=[age,sex] (repeatable)",
     )
     report.add_argument(
@@ -152,13 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict_p.add_argument(
         "--fold", type=int, help="use fold K's models alone (reproduces its predictions.csv rows)"
     )
-    predict_p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change how DATA is read: data.missing_images, data.na_values, data.encoding, "
+    _add_overrides(
+        predict_p,
+        help_text="change how DATA is read: data.missing_images, data.na_values, data.encoding, "
         "data.colormaps, data.max_off_colormap (repeatable)",
     )
 
@@ -227,13 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", help="dataset folder")
     check.add_argument("--config", help="experiment YAML whose data.* settings apply")
-    check.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set data.colormaps.thermal_map=viridis (repeatable)",
+    _add_overrides(
+        check,
+        help_text="override a config key, e.g. --set data.colormaps.thermal_map=viridis "
+        "(repeatable)",
     )
     return parser
 
@@ -247,12 +237,15 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
-def _load_config(args):
-    """The config of a command, checked: every refusal that needs only the config happens
-    here, before torch, scikit-learn or ray are imported (seconds on a small machine)."""
+def _load_config(path: str | None, overrides: list[str]):
+    """The config of a command (the YAML at `path`, else the defaults) with its --set
+    overrides, checked: every refusal that needs only the config happens here, before
+    torch, scikit-learn or ray are imported (seconds on a small machine)."""
     from raycv import config as config_mod
 
-    return config_mod.load(args.config, args.overrides)
+    if path is not None:
+        return config_mod.load(path, overrides)
+    return config_mod.from_dict({}, [config_mod.parse_override(o) for o in overrides])
 
 
 def _print_report_line(page: str | None, folder) -> None:
@@ -265,7 +258,7 @@ def _print_report_line(page: str | None, folder) -> None:
 def cmd_run(args) -> int:
     from raycv.orchestration.placement import check_gpu_request, cluster_address
 
-    config = _load_config(args)
+    config = _load_config(args.config, args.overrides)
     joined = args.executor == "ray" and cluster_address(args.address) is not None
     check_gpu_request(config, joined)  # a GPU no device here has: refused, not awaited
     from raycv.experiment import prepare, run_cv
@@ -304,7 +297,7 @@ def cmd_tune(args) -> int:
     from raycv.orchestration.placement import check_gpu_request, cluster_address
     from raycv.orchestration.tune_space import check_search
 
-    config = _load_config(args)
+    config = _load_config(args.config, args.overrides)
     check_search(config)  # the space, the modalities, the search algorithm's library
     if args.output and "://" in args.output:
         raise RunFolderError("raycv tune writes to a local or shared path, not a URI (yet)")
@@ -324,14 +317,9 @@ def cmd_tune(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from raycv import config as config_mod
     from raycv.config_keys import describe
 
-    if args.config:
-        config = config_mod.load(args.config, args.overrides)
-    else:
-        config = config_mod.from_dict({}, [config_mod.parse_override(o) for o in args.overrides])
-    print(describe(config))
+    print(describe(_load_config(args.config, args.overrides)))
     return 0
 
 
@@ -353,9 +341,20 @@ def cmd_predict(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from raycv.orchestration.submit import submit
+    from raycv.orchestration.submit import SubmitRequest, submit
 
-    return submit(args)
+    request = SubmitRequest(
+        config=args.config,
+        output=args.output,
+        overrides=tuple(args.overrides),
+        tune=args.tune,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        verbose=args.verbose,
+        address=args.address,
+        wait=args.wait,
+    )
+    return submit(request)
 
 
 def cmd_report(args) -> int:
@@ -372,7 +371,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from raycv import config as config_mod
     from raycv.data import check_dataset, write_dataset
 
     if args.data_command == "synth":
@@ -389,12 +387,7 @@ def cmd_data(args) -> int:
         )
         print(f"wrote the synthetic cohort ({args.patients} patients) to {args.out}")
         return 0
-    if args.config:
-        config = config_mod.load(args.config, args.overrides)
-    else:
-        overrides = [config_mod.parse_override(o) for o in args.overrides]
-        config = config_mod.from_dict({}, overrides)
-    print(check_dataset(args.path, config))
+    print(check_dataset(args.path, _load_config(args.config, args.overrides)))
     return 0
 
 

@@ -1,28 +1,31 @@
-"""Typed experiment config: YAML files and dotted `--set key=value` overrides.
+"""Typed experiment config: its sections, their checks, and reading one from YAML.
 
-Every section is a dataclass; a key's type hint is its contract. Parsing is strict:
-an unknown key or a value that cannot be coerced to the declared type is refused
-with a ConfigError naming the dotted key, the value and what is allowed.
-Coercion exists because plain YAML 1.1 reads `1e-7` as a string, and because
-`--set` values arrive as text.
+Every section is a dataclass whose fields carry a comment each (`raycv config` prints
+them) and whose __post_init__ refuses a bad value by its dotted key; checks that span
+sections run once the whole config is built. A config comes from an experiment YAML
+plus dotted `--set key=value` overrides, applied in order. Turning YAML and override
+text into these dataclasses, strictly, is raycv.config_coercion's job.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal
 
 import yaml
 
-from raycv.errors import RaycvError
-
-
-class ConfigError(RaycvError, ValueError):
-    """A config key or value that cannot be used; the message names the key."""
+from raycv.config_coercion import (
+    ConfigError,
+    accepts,
+    build,
+    key_type,
+    parse_override,
+    set_dotted,
+)
+from raycv.config_coercion import flatten as flatten_tree
 
 
 @dataclass
@@ -402,216 +405,8 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
 
 
-# -- parsing ------------------------------------------------------------------
-
-
-def _is_dataclass_type(tp) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _describe(tp) -> str:
-    origin = get_origin(tp)
-    if tp is type(None):
-        return "null"
-    if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " | ".join(_describe(a) for a in get_args(tp))
-    if origin is list:
-        return f"a list of {_describe(get_args(tp)[0])}"
-    if origin is dict:
-        k, v = get_args(tp)
-        return f"a mapping of {_describe(k)} to {_describe(v)}"
-    return {int: "an int", float: "a number", str: "a string", bool: "true/false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-_NO = object()
-
-
-def _coerce(value: Any, tp) -> Any:
-    """Return `value` as type `tp`, or _NO when it cannot be."""
-    origin = get_origin(tp)
-    if tp is Any:
-        return value
-    if tp is type(None):
-        return None if value is None or value == "null" else _NO
-    if origin is Literal:
-        for allowed in get_args(tp):
-            if value == allowed or (isinstance(value, str) and value == str(allowed)):
-                return allowed
-        return _NO
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        # try exact-looking members first so "all" stays a string and 3 stays an int
-        for arg in sorted(args, key=lambda a: a in (str, float)):
-            out = _coerce(value, arg)
-            if out is not _NO:
-                return out
-        return _NO
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        return _NO
-    if tp in (int, float):
-        return _number(value, tp)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        return _NO
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            return _NO
-        (item_tp,) = get_args(tp)
-        out = [_coerce(v, item_tp) for v in value]
-        return _NO if any(v is _NO for v in out) else out
-    if origin is dict:
-        if not isinstance(value, dict):
-            return _NO
-        k_tp, v_tp = get_args(tp)
-        out = {_coerce(k, k_tp): _coerce(v, v_tp) for k, v in value.items()}
-        bad = any(k is _NO or v is _NO for k, v in out.items())
-        return _NO if bad else out
-    if tp is dict:
-        return value if isinstance(value, dict) else _NO
-    raise TypeError(f"config type {tp!r} has no coercion")  # a bug in this module
-
-
-def _number(value: Any, tp: type) -> Any:
-    """`value` as an int or float, or _NO; text is parsed ('1e-7' -> 1e-07), bools refused."""
-    if isinstance(value, bool):
-        return _NO
-    if isinstance(value, str):
-        try:
-            value = tp(value)
-        except ValueError:
-            return _NO
-    if isinstance(value, float) and tp is int:
-        return int(value) if value.is_integer() else _NO
-    return tp(value) if isinstance(value, int | float) else _NO
-
-
-def _build(cls, raw: dict, prefix: str):
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if key not in names:
-            raise ConfigError(
-                f"unknown config key {dotted!r}; allowed under "
-                f"{prefix.rstrip('.') or 'the top level'}: {', '.join(names)}"
-            )
-        tp = hints[key]
-        if _is_dataclass_type(tp):
-            kwargs[key] = _build(tp, value if value is not None else {}, f"{dotted}.")
-            continue
-        out = _coerce(value, tp)
-        if out is _NO:
-            raise ConfigError(f"{dotted}={value!r} is not allowed: expected {_describe(tp)}")
-        kwargs[key] = out
-    return cls(**kwargs)
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` -> (key, YAML-parsed value)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r} is not of the form key=value")
-    key, _, raw = text.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {text!r} has no key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse {raw!r} as YAML ({exc})") from None
-    return key, value
-
-
-# Dict-valued keys whose mapping replaces the default instead of merging into it.
-_REPLACED_WHOLE = {"fusion.weights", "tune.space"}
-
-
-def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> dict:
-    tree = copy.deepcopy(raw)
-    for key, value in overrides:
-        if key.startswith("fusion.weights.") and not (tree.get("fusion") or {}).get("weights"):
-            # `--set fusion.weights.metadata=0.5` edits the default weights, not an empty map
-            modalities = (tree.get("data") or {}).get("modalities") or list(DEFAULT_MODALITIES)
-            tree.setdefault("fusion", {})["weights"] = default_fusion_weights(modalities)
-        _set_dotted(tree, key, value)
-    return tree
-
-
-def from_dict(raw: dict, overrides: list[tuple[str, Any]] = ()) -> Config:
-    tree = apply_overrides(raw or {}, list(overrides))
-    config = _build(Config, tree, "")
-    _check_cross_section(config)
-    return config
-
-
-def load(path: str | Path, overrides: list[str] | list[tuple[str, Any]] = ()) -> Config:
-    """Read an experiment YAML, apply `--set` overrides in order, validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-    raw.setdefault("name", path.stem)
-    parsed = [parse_override(o) if isinstance(o, str) else o for o in overrides]
-    return from_dict(raw, parsed)
-
-
-def dump(config: Config) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted key: leaf value}; mappings in _REPLACED_WHOLE stay whole."""
-    out = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and dotted not in _REPLACED_WHOLE and value:
-            out.update(flatten(value, f"{dotted}."))
-        else:
-            out[dotted] = value
-    return out
-
-
-def differing_keys(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
-    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
-    keys = sorted(set(fa) | set(fb))
-    return [
-        k
-        for k in keys
-        if fa.get(k) != fb.get(k) and not any(k == p or k.startswith(p + ".") for p in ignore)
-    ]
-
-
 def _check_cross_section(config: Config) -> None:
+    """Checks that span sections: a section's __post_init__ sees only its own fields."""
     weights = config.fusion.weights
     if weights is not None:
         if config.data.modalities is not None and (extra := set(weights) - set(config.modalities)):
@@ -644,30 +439,73 @@ def _check_cross_section(config: Config) -> None:
         raise ConfigError(f"data.modalities={config.modalities} has no branch")
 
 
+# -- reading, overriding and writing a config --------------------------------
+
+# Dict-valued keys whose mapping replaces the default instead of merging into it.
+_REPLACED_WHOLE = {"fusion.weights", "tune.space"}
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> dict:
+    tree = copy.deepcopy(raw)
+    for key, value in overrides:
+        if key.startswith("fusion.weights.") and not (tree.get("fusion") or {}).get("weights"):
+            # `--set fusion.weights.metadata=0.5` edits the default weights, not an empty map
+            modalities = (tree.get("data") or {}).get("modalities") or list(DEFAULT_MODALITIES)
+            tree.setdefault("fusion", {})["weights"] = default_fusion_weights(modalities)
+        set_dotted(tree, key, value)
+    return tree
+
+
+def from_dict(raw: dict, overrides: list[tuple[str, Any]] = ()) -> Config:
+    tree = apply_overrides(raw or {}, list(overrides))
+    config = build(Config, tree)
+    _check_cross_section(config)
+    return config
+
+
+def load(path: str | Path, overrides: list[str] | list[tuple[str, Any]] = ()) -> Config:
+    """Read an experiment YAML, apply `--set` overrides in order, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    parsed = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+    return from_dict(raw, parsed)
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {dotted key: leaf value}; mappings in _REPLACED_WHOLE stay whole."""
+    return flatten_tree(tree, _REPLACED_WHOLE, prefix)
+
+
+def differing_keys(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    keys = sorted(set(fa) | set(fb))
+    return [
+        k
+        for k in keys
+        if fa.get(k) != fb.get(k) and not any(k == p or k.startswith(p + ".") for p in ignore)
+    ]
+
+
 def config_type(dotted: str):
     """The declared type of a dotted key (for Tune search spaces); ConfigError if unknown."""
-    cls = Config
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        hints = get_type_hints(cls)
-        if part not in hints:
-            raise ConfigError(f"unknown config key {dotted!r}")
-        tp = hints[part]
-        if _is_dataclass_type(tp):
-            cls = tp
-            continue
-        mapping = [a for a in (tp, *get_args(tp)) if get_origin(a) is dict]
-        if mapping and i == len(parts) - 2:
-            return get_args(mapping[0])[1]
-        if i != len(parts) - 1:
-            raise ConfigError(f"unknown config key {dotted!r}")
-        return tp
-    raise ConfigError(f"{dotted!r} names a section, not a key")
+    return key_type(Config, dotted)
 
 
 def takes_fraction(dotted: str) -> bool:
     """Whether a key accepts a non-integer number (so a continuous range may search it)."""
-    return _coerce(0.5, config_type(dotted)) is not _NO
+    return accepts(config_type(dotted), 0.5)
 
 
 __all__ = [

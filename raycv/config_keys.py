@@ -13,10 +13,12 @@ import inspect
 import io
 import tokenize
 from functools import cache
+from typing import get_type_hints
 
 import yaml
 
-from raycv.config import Config, _is_dataclass_type, get_type_hints
+from raycv.config import Config
+from raycv.config_coercion import is_dataclass_type
 
 
 @cache
@@ -68,7 +70,7 @@ def config_keys(config: Config) -> list[tuple[str, object, str]]:
         hints = get_type_hints(cls)
         for f in dataclasses.fields(cls):
             value = getattr(obj, f.name)
-            if _is_dataclass_type(hints[f.name]):
+            if is_dataclass_type(hints[f.name]):
                 walk(value, hints[f.name], f"{prefix}{f.name}.")
             else:
                 out.append((f"{prefix}{f.name}", value, comments.get(f.name, "")))

@@ -7,7 +7,8 @@ import pytest
 
 from raycv.config import Config, DataConfig, SyntheticConfig
 from raycv.data import DataError, load_dataset, resolve_config, synthesize, write_dataset
-from raycv.data.synthetic import EXPORT_RANGE, FEATURES
+from raycv.data.cohort_model import FEATURES
+from raycv.data.synthetic import EXPORT_RANGE
 
 
 def small(seed=0, image_size=16, synthetic=None, **data) -> Config:

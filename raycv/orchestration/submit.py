@@ -17,6 +17,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from raycv import config as config_mod
@@ -49,20 +50,36 @@ class SubmitError(RaycvError):
     """The job cannot be submitted as asked (config, output, or cluster address)."""
 
 
-def submit(args) -> int:
-    """Submit `raycv run|tune` as a Ray job; with args.wait, follow it and return its status."""
+@dataclass(frozen=True)
+class SubmitRequest:
+    """What `raycv submit` is asked to do: the job's command line and how to submit it."""
+
+    config: str  # experiment YAML; it must lie in the project the job uploads
+    output: str | None  # the job's run folder: a URI or an absolute path (None is refused)
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE, passed on to the job in order
+    tune: bool = False  # the job runs `raycv tune` instead of `raycv run`
+    resume: bool = False  # passed on to the job
+    overwrite: bool = False  # passed on to the job
+    verbose: bool = False  # passed on to the job; here it also keeps Ray's upload logs
+    address: str | None = None  # the cluster's dashboard; None: RAY_ADDRESS
+    wait: bool = False  # stream the job's logs and return its status
+
+
+def submit(request: SubmitRequest) -> int:
+    """Submit `raycv run|tune` as a Ray job; with request.wait, follow it and return its status."""
     _check_project_checkout()
-    config_path = _config_in_project(Path(args.config))
-    config_mod.load(config_path, args.overrides)  # refuse bad keys before uploading anything
-    output = _job_output(args.output)
-    entrypoint = job_entrypoint(args, config_path.relative_to(PROJECT_ROOT).as_posix(), output)
-    address = args.address or os.environ.get("RAY_ADDRESS")
+    config_path = _config_in_project(Path(request.config))
+    config_mod.load(config_path, request.overrides)  # refuse bad keys before uploading anything
+    output = _job_output(request.output)
+    relpath = config_path.relative_to(PROJECT_ROOT).as_posix()
+    entrypoint = job_entrypoint(request, relpath, output)
+    address = request.address or os.environ.get("RAY_ADDRESS")
     if not address:
         raise SubmitError(
             "no cluster to submit to: pass --address http://HEAD:8265 (the head's dashboard; "
             "`ray dashboard cluster.yaml` forwards it to http://127.0.0.1:8265) or set RAY_ADDRESS"
         )
-    if not args.verbose:  # Ray's packaging chatter ("Uploading package ...", default excludes)
+    if not request.verbose:  # Ray's packaging chatter ("Uploading package ...", default excludes)
         for name in ("ray._private.runtime_env", "ray.dashboard.modules"):
             logging.getLogger(name).setLevel(logging.ERROR)
     client = _client(address)
@@ -73,14 +90,14 @@ def submit(args) -> int:
             "excludes": UPLOAD_EXCLUDES,
             "env_vars": {"PYTHONUNBUFFERED": "1"},  # logs reach `ray job logs` as written
         },
-        metadata={"raycv": "tune" if args.tune else "run", "config": str(config_path.name)},
+        metadata={"raycv": "tune" if request.tune else "run", "config": str(config_path.name)},
     )
     print(f"submitted job {job_id}: {entrypoint}")
     print(f"  follow its logs: ray job logs --address {address} --follow {job_id}")
     print(f"  its status:      ray job status --address {address} {job_id}")
     print(f"  stop it:         ray job stop --address {address} {job_id}")
     print(f"  results:         {output}")
-    if not args.wait:
+    if not request.wait:
         return 0
     try:
         return follow(client, job_id, address)
@@ -93,17 +110,17 @@ def submit(args) -> int:
         return 130
 
 
-def job_entrypoint(args, config_relpath: str, output: str) -> str:
+def job_entrypoint(request: SubmitRequest, config_relpath: str, output: str) -> str:
     """The command the job runs in its working directory (the uploaded project)."""
-    command = ["python", "-m", "raycv", "tune" if args.tune else "run", config_relpath]
-    for override in args.overrides:
+    command = ["python", "-m", "raycv", "tune" if request.tune else "run", config_relpath]
+    for override in request.overrides:
         command += ["--set", override]
     command += ["--output", output]
-    if args.resume:
+    if request.resume:
         command.append("--resume")
-    if args.overwrite:
+    if request.overwrite:
         command.append("--overwrite")
-    if args.verbose:
+    if request.verbose:
         command.append("-v")
     return shlex.join(command)
 
