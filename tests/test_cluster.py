@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import jsonschema
@@ -133,24 +132,18 @@ def test_the_gpu_experiment_asks_one_gpu_per_fold():
 # -- raycv submit: what it refuses before uploading anything ------------------------------
 
 
-def submit_args(**kw) -> Namespace:
+def submit_args(**kw) -> submit_mod.SubmitRequest:
     base = dict(
         config=str(ROOT / "experiments/quickstart.yaml"),
-        overrides=[],
         output="/shared/runs/q",
-        resume=False,
-        overwrite=False,
-        verbose=False,
         address="http://127.0.0.1:1",
-        tune=False,
-        wait=False,
     )
-    return Namespace(**{**base, **kw})
+    return submit_mod.SubmitRequest(**{**base, **kw})
 
 
 def test_submit_builds_the_job_entrypoint_from_the_cli_arguments():
-    args = submit_args(overrides=["stage2.lr=1e-7", "name=a b"], resume=True, tune=True)
-    command = submit_mod.job_entrypoint(args, "experiments/quickstart.yaml", "s3://b/r")
+    request = submit_args(overrides=("stage2.lr=1e-7", "name=a b"), resume=True, tune=True)
+    command = submit_mod.job_entrypoint(request, "experiments/quickstart.yaml", "s3://b/r")
     assert command == (
         "python -m raycv tune experiments/quickstart.yaml --set stage2.lr=1e-7 "
         "--set 'name=a b' --output s3://b/r --resume"
@@ -162,7 +155,7 @@ def test_submit_builds_the_job_entrypoint_from_the_cli_arguments():
     [
         ({"output": None}, "--output is required"),
         ({"output": "runs/q"}, "is relative"),
-        ({"overrides": ["stage2.lrr=1"]}, "stage2.lrr"),
+        ({"overrides": ("stage2.lrr=1",)}, "stage2.lrr"),
         ({"address": None}, "no cluster to submit to"),
     ],
 )
@@ -269,22 +262,29 @@ class LocalCluster:
             num_cpus=num_cpus,
         )
 
-    def _ray(self, *args: str, num_cpus: int, prefix: tuple[str, ...] = ()) -> None:
+    def _ray(
+        self, *args: str, num_cpus: int, prefix: tuple[str, ...] = (), env: dict | None = None
+    ) -> None:
         command = [*prefix, str(VENV_BIN / "ray"), "start", f"--num-cpus={num_cpus}"]
         command += ["--num-gpus=0", "--disable-usage-stats", *node_ports(), *args]
         done = subprocess.run(
-            command, env=self.env, capture_output=True, text=True, timeout=180, check=False
+            command, env=env or self.env, capture_output=True, text=True, timeout=180, check=False
         )
         assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
 
-    def add_node(self, num_cpus: int = 1, prefix: tuple[str, ...] = ()) -> None:
+    def add_node(self, num_cpus: int = 1, prefix: tuple[str, ...] = ()) -> str:
+        """Start a node; returns its tag (RAYCV_TEST_NODE in the environment of each of
+        its processes: its raylet, its workers), by which `node_pids` finds them."""
         name = f"node{len(list(self.tmp.glob('node*')))}"
+        node_tag = f"{self.tag}-{name}"
         self._ray(
             f"--address={self.gcs}",
             f"--temp-dir={self.tmp / name}",
             num_cpus=num_cpus,
             prefix=prefix,
+            env={**self.env, "RAYCV_TEST_NODE": node_tag},
         )
+        return node_tag
 
     def nodes(self) -> dict[str, bool]:
         """{node id: is the head} of the alive nodes, asked from a separate driver (this
@@ -301,8 +301,9 @@ class LocalCluster:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    def pids(self) -> list[int]:
-        needle = f"RAYCV_TEST_TAG={self.tag}".encode()
+    def pids(self, needle: bytes | None = None) -> list[int]:
+        """This cluster's processes (or those whose environment holds `needle`)."""
+        needle = needle or f"RAYCV_TEST_TAG={self.tag}".encode()
         pids = []
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit() and int(proc.name) != os.getpid():
@@ -312,6 +313,10 @@ class LocalCluster:
                 except OSError:
                     continue
         return pids
+
+    def node_pids(self, node_tag: str) -> list[int]:
+        """The processes of one node that add_node started (tag: what it returned)."""
+        return self.pids(f"RAYCV_TEST_NODE={node_tag}\0".encode())
 
     def stop(self) -> None:
         """End this cluster's processes only (head, nodes, client server, workers, jobs)."""

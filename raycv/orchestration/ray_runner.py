@@ -15,6 +15,9 @@ fold it was training; folds it had finished are not retrained, and other lanes g
 
 The dataset is put in the object store once; each worker reads it zero-copy. Progress
 and finished folds flow from workers to the driver through a tiny actor the driver polls.
+Everything the driver waits on lives on the driver's own node (the relay here, the lanes'
+train controllers by Ray Train's own rule, the dataset in the driver's object store), so
+a worker node that dies costs only the folds it was training, which their lanes retry.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 import ray
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raycv.checkpoints import PhaseStore
 from raycv.config import ConfigError
@@ -69,7 +73,7 @@ class FoldFailedError(RaycvError):
 @ray.remote(num_cpus=0)
 class ProgressRelay:
     """Collects progress events and finished folds from lane workers until the driver
-    drains them."""
+    drains them. Start it with `start_relay`, on the driver's node."""
 
     def __init__(self):
         self.events: list[tuple] = []
@@ -286,6 +290,16 @@ def run_folds_on_ray(
     return [results[p.unit] for p in prepared.plans if p.unit in results]
 
 
+def start_relay():
+    """A ProgressRelay pinned to the driver's node. Left to Ray's scheduler, a 0-CPU actor
+    may land on any node, and a worker node that died would take the relay, and with it
+    the driver's next `drain`, down with the folds it was training."""
+    here = ray.get_runtime_context().get_node_id()
+    return ProgressRelay.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+    ).remote()
+
+
 class LaneWave:
     """The lanes of one run while they train: starts each lane's trainer in a thread,
     relays the workers' progress to the board, copies each fold the workers announce as
@@ -302,7 +316,7 @@ class LaneWave:
     ):
         self.folder, self.board, self.until = folder, board, until
         self.results, self.waiting, self.on_result = results, waiting, on_result
-        self.relay = ProgressRelay.remote()
+        self.relay = start_relay()
         self.ended: queue.Queue = queue.Queue()  # (lane, Result or exception) per lane
         self.running = 0
         self.lanes: list[Lane] = []
