@@ -91,10 +91,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="join this Ray cluster ('auto' or host:port); default: start a private local Ray",
     )
 
+    ablate_p = sub.add_parser(
+        "ablate",
+        help="run every combination of the modalities on the same folds and compare them",
+        description="Run every combination of data.modalities (ablation.combinations, "
+        "ablation.require) as a complete run on the same folds, the forest and each image "
+        "model's pretraining computed once per fold and shared. Writes combos/<name>/ (a run "
+        "folder each), combinations.csv, comparisons.csv (each combination against "
+        "ablation.reference: corrected t-test, Holm-adjusted p) and summary.json with the "
+        "nested estimate of choosing the best combination.",
+    )
+    _add_config_args(
+        ablate_p,
+        output_help="ablation folder (default runs/<name>-ablation); a local path, or one "
+        "every node of a cluster sees (not a URI)",
+    )
+    ablate_p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="ray",
+        help="ray: folds in parallel on Ray Train (default); sequential: in this process",
+    )
+    ablate_p.add_argument(
+        "--address",
+        help="join this Ray cluster ('auto' or host:port); default: start a private local Ray",
+    )
+
     submit = sub.add_parser(
         "submit",
-        help="submit a run (or with --tune a search) to a Ray cluster as a Ray job",
-        description="Submit `raycv run` (or `raycv tune`) as a Ray job with this project as its "
+        help="submit a run (--tune: a search, --ablate: an ablation) to a Ray cluster as a job",
+        description="Submit `raycv run` (or `raycv tune`, `raycv ablate`) as a Ray job with this project as its "
         "working directory; the job writes its run folder to --output (a path every node "
         "sees, or a URI). Prints the job id and how to follow its logs; --wait streams "
         "them and exits with the job's status.",
@@ -109,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         help="the cluster's dashboard, e.g. http://HEAD:8265 (default: RAY_ADDRESS)",
     )
-    submit.add_argument("--tune", action="store_true", help="submit `raycv tune` instead of run")
+    what = submit.add_mutually_exclusive_group()
+    what.add_argument("--tune", action="store_true", help="submit `raycv tune` instead of run")
+    what.add_argument("--ablate", action="store_true", help="submit `raycv ablate` instead of run")
     submit.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
 
     report = sub.add_parser(
@@ -316,6 +344,38 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from raycv.orchestration.placement import check_gpu_request, cluster_address
+
+    config = _load_config(args.config, args.overrides)
+    joined = args.executor == "ray" and cluster_address(args.address) is not None
+    check_gpu_request(config, joined)
+    if args.output and "://" in args.output:
+        raise RaycvError("raycv ablate writes to a local or shared path, not a URI (yet)")
+    from raycv.orchestration.ablate import ablate, check_ablation, sequential_runner
+
+    check_ablation(config)  # the combinations, refused by name before any data is read
+    from raycv.experiment import prepare
+    from raycv.publish import publish_ablation
+    from raycv.report.ablation import ranking_table
+
+    prepared = prepare(config)
+    if args.executor == "sequential":
+        runner = sequential_runner
+    else:
+        from raycv.orchestration.ray_runner import ray_runner
+
+        runner = ray_runner(address=args.address, verbose=args.verbose)
+    outcome = ablate(
+        prepared, runner, args.executor, args.output, resume=args.resume, overwrite=args.overwrite
+    )
+    print(ranking_table(outcome.summary))
+    page = publish_ablation(outcome.folder)
+    print(f"\nresults: {outcome.folder}")
+    _print_report_line(page, outcome.folder)
+    return 0
+
+
 def cmd_config(args) -> int:
     from raycv.config_keys import describe
 
@@ -347,7 +407,7 @@ def cmd_submit(args) -> int:
         config=args.config,
         output=args.output,
         overrides=tuple(args.overrides),
-        tune=args.tune,
+        command="tune" if args.tune else "ablate" if args.ablate else "run",
         resume=args.resume,
         overwrite=args.overwrite,
         verbose=args.verbose,
@@ -399,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         commands = {
             "tune": cmd_tune,
+            "ablate": cmd_ablate,
             "submit": cmd_submit,
             "report": cmd_report,
             "config": cmd_config,

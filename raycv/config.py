@@ -345,6 +345,18 @@ class ReportConfig:
 
 
 @dataclass
+class AblationConfig:
+    # `raycv ablate`: which combinations of data.modalities to run on the same folds. `all`:
+    # every non-empty subset; or a list of them: [[metadata], [metadata, thermal_map]]
+    combinations: Literal["all"] | list[list[str]] = "all"
+    require: list[str] = field(default_factory=list)  # modalities every combination holds
+    # the combination every other is compared with, by name (modalities joined by '+' in
+    # data.modalities order: metadata+thermal_map) or as a list; null: metadata when it is
+    # one of data.modalities, else the first combination
+    reference: str | list[str] | None = None
+
+
+@dataclass
 class Config:
     name: str = "experiment"  # names the run folder (runs/<name>); default: the file's stem
     data: DataConfig = field(default_factory=DataConfig)
@@ -361,6 +373,7 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
     # -- derived views ------------------------------------------------------
     @property

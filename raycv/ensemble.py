@@ -25,6 +25,8 @@ from raycv.models.cnn import ImageBranch
 from raycv.models.forest import load_forest, predict_forest
 from raycv.models.fusion import LateFusion, fuse
 from raycv.models.visits import visit_mean
+from raycv.phase_states import ForestState, PretrainState, Stage1State, Stage2State
+from raycv.phases import FOREST, STAGE1, STAGE2, pretrain_file
 from raycv.results import model_names
 
 
@@ -40,10 +42,10 @@ class FoldModels:
 
 def phase_files(config: Config) -> list[str]:
     """The phase files of a fold that predict reads."""
-    names = ["forest"] if "metadata" in config.modalities else []
-    names += [f"pretrain_{m}" for m in config.image_modalities]
+    names = [FOREST] if "metadata" in config.modalities else []
+    names += [pretrain_file(m) for m in config.image_modalities]
     if len(config.modalities) >= 2:
-        names += ["stage1", "stage2"]
+        names += [STAGE1, STAGE2]
     return names
 
 
@@ -63,28 +65,32 @@ def load_fold_models(run_dir: Path, config: Config, unit: str) -> FoldModels:
     n_classes = len(config.classes)
 
     forest = None
-    if "forest" in states:
-        where = fold_dir / "forest.pt"
-        if "model" not in states["forest"]:
+    if FOREST in states:
+        where = fold_dir / f"{FOREST}.pt"
+        fitted = ForestState.from_dict(states[FOREST]).model
+        if fitted is None:
             raise RaycvError(
                 f"{where} holds no fitted forest (raycv before 0.2 kept only its "
                 "probabilities); recompute the run with --overwrite to predict with it"
             )
-        forest = load_forest(states["forest"]["model"], str(where))
+        forest = load_forest(fitted, str(where))
 
     def branch(state: dict) -> ImageBranch:
         b = ImageBranch(config.image.channels, n_classes, config.image.dropout)
         b.load_state_dict(state)
         return b.eval()
 
-    pretrained = {m: branch(states[f"pretrain_{m}"]["state"]) for m in config.image_modalities}
+    pretrained = {
+        m: branch(PretrainState.from_dict(states[pretrain_file(m)]).state)
+        for m in config.image_modalities
+    }
     stage1 = fusion = None
     kept = False
-    if "stage1" in states:
-        stage1, fusion = (
-            _fusion(config, pretrained, states[s]["state"]) for s in ("stage1", "stage2")
-        )
-        kept = bool(states["stage2"]["kept"])
+    if STAGE1 in states:
+        s1, s2 = Stage1State.from_dict(states[STAGE1]), Stage2State.from_dict(states[STAGE2])
+        stage1 = _fusion(config, pretrained, s1.state)
+        fusion = _fusion(config, pretrained, s2.state)  # stage 2's weights where it was kept
+        kept = bool(s2.kept)
     return FoldModels(unit, forest, pretrained, stage1, fusion, kept)
 
 

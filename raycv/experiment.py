@@ -1,4 +1,5 @@
-"""`run_cv`: validate everything, claim the run folder, run the folds, write the results.
+"""`run_cv`: validate everything, start the run folder, run the folds, finish the folder
+(lifecycle.py: the same start and finish as every tune trial's).
 
 Compute only: the report and the tracking of the finished folder are the caller's
 (publish.py), so nothing here imports the report.
@@ -21,22 +22,24 @@ import numpy as np
 from raycv import config as config_mod
 from raycv.checkpoints import PhaseStore
 from raycv.config import Config
-from raycv.data import load_dataset, resolve_config
+from raycv.data import load_dataset, load_table, resolve_config
 from raycv.data.dataset import Dataset
 from raycv.errors import DataError
 from raycv.folds import (
     FoldSplit,
-    folds_table,
     outer_splits,
     plan_folds,
     read_folds_file,
     site_names,
+    split_column,
 )
+from raycv.lifecycle import finish_run, start_run
 from raycv.progress import ProgressBoard
-from raycv.provenance import now, provenance
-from raycv.results import FoldResult, history_table, model_names, predictions_table, summarize
+from raycv.provenance import now
+from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
-from raycv.statistics import check_subgroups, with_statistics
+from raycv.subgroup_data import check_subgroups
+from raycv.summary import RunSummary
 from raycv.tracking import check_tracking
 
 
@@ -48,6 +51,7 @@ class Prepared:
     dataset: Dataset
     fold_of: np.ndarray  # (R, N) outer fold per sample in each repeat (R = cv.repeats)
     plans: list[FoldSplit]
+    sites: list[str] | None = None  # leave one site out: the site each fold holds, in order
 
 
 def prepare(config: Config) -> Prepared:
@@ -59,6 +63,7 @@ def prepare(config: Config) -> Prepared:
     check_tracking(config.tracking)  # a missing extra is refused before any training
     check_subgroups(config)  # an unknown report.subgroups column is refused before training
     dataset = load_dataset(config)
+    sites = None  # the split column's values with cv.split_by (which excludes a folds_file)
     if config.cv.folds_file:
         fold_of = read_folds_file(config.cv.folds_file, dataset.sample_id, dataset.patient_id)
         counts = sorted({int(folds.max()) + 1 for folds in fold_of})
@@ -69,10 +74,14 @@ def prepare(config: Config) -> Prepared:
             )
         cv = dataclasses.replace(config.cv, folds=counts[0], repeats=len(fold_of))
     else:
-        fold_of = outer_splits(dataset, config)  # (R, N); leave one site out: one row
+        # leave one site out: any column of the metadata table, a feature of the run or not
+        split_by = config.cv.split_by
+        sites = split_column(load_table(config), dataset, split_by) if split_by else None
+        fold_of = outer_splits(dataset, config, sites)  # (R, N); leave one site out: one row
         cv = dataclasses.replace(config.cv, folds=int(fold_of.max()) + 1)
     config = dataclasses.replace(config, cv=cv)  # what config.yaml says: folds spelled out
-    return Prepared(config, dataset, fold_of, plan_folds(dataset, fold_of, config))
+    names = site_names(sites) if sites is not None else None
+    return Prepared(config, dataset, fold_of, plan_folds(dataset, fold_of, config), names)
 
 
 def reuse_finished_folds(
@@ -97,7 +106,7 @@ Executor = Callable[[Prepared, RunFolder, ProgressBoard], list[FoldResult]]
 @dataclass
 class RunOutcome:
     folder: RunFolder  # written and uploaded; still open for the report (publish.py)
-    summary: dict
+    summary: RunSummary
 
 
 def default_output(config: Config) -> Path:
@@ -116,8 +125,7 @@ def run_cv(
     config = prepared.config
     started, t0 = now(), time.time()
     folder = RunFolder(output or default_output(config))
-    resumed = folder.claim(config, resume, overwrite)
-    folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
+    resumed = start_run(folder, prepared, resume=resume, overwrite=overwrite)
     board = ProgressBoard([p.unit for p in prepared.plans], folder.log_path, stream)
     try:
         board.say(
@@ -137,17 +145,9 @@ def run_cv(
         results = executor(prepared, folder, board)
     finally:
         board.close()
-    summary = write_results(prepared, folder, results, time.time() - t0)
-    record = provenance(prepared.dataset.fingerprint(), started, executor_name)
-    notes = prepared.dataset.notes
-    record["data"] = {
-        "layout": notes.get("layout"),
-        "warnings": list(notes.get("warnings", [])),
-        # data.missing_images: drop -> the visits left out, per modality
-        "dropped": notes.get("dropped", {}),
-    }
-    folder.write_json("provenance.json", record)
-    folder.sync()
+    summary = finish_run(
+        folder, prepared, results, started=started, wall=time.time() - t0, executor=executor_name
+    )
     return RunOutcome(folder, summary)
 
 
@@ -169,55 +169,3 @@ def data_notes(dataset) -> list[str]:
                 f"mask): the {modality} model does not predict them"
             )
     return lines
-
-
-def write_results(
-    prepared: Prepared, folder: RunFolder, results: list[FoldResult], wall: float
-) -> dict:
-    config, models = prepared.config, model_names(prepared.config)
-    results = sorted(results, key=lambda r: (r.repeat, r.fold))
-    predictions = predictions_table(prepared.dataset, results, models, config.classes)
-    summary = {
-        "kappa_weights": config.metrics.kappa_weights,
-        "classes": config.classes,
-        "models": summarize(predictions, models, config.classes, config.metrics.kappa_weights),
-        "stage2_kept": [r.stage2_kept for r in results],
-        "wall_seconds": round(wall, 2),
-        "repeats": config.cv.repeats,
-        "folds": [
-            {
-                "repeat": r.repeat,
-                "fold": r.fold,
-                "n_test": len(r.test_index),
-                "val_kappa": r.val_kappa,
-                "stage1_val_score": r.stage1_val_score,
-                "stage2_val_score": r.stage2_val_score,
-                "stage2_kept": r.stage2_kept,
-                "fusion_weights": r.fusion_weights,
-                "seconds": round(r.seconds, 2),
-            }
-            for r in results
-        ],
-        "monitor": config.early_stopping.monitor,
-    }
-    if config.cv.split_by is not None:  # leave one site out: fold k is the k-th site
-        summary["split_by"] = config.cv.split_by
-        summary["sites"] = site_names(prepared.dataset, config.cv.split_by)
-    summary = with_statistics(summary, predictions, config)  # calibration, t-tests, subgroups
-    folder.write_csv("predictions.csv", predictions)
-    folder.write_csv("history.csv", history_table(results))
-    folder.write_json("summary.json", _json_safe(summary))
-    return summary
-
-
-def _json_safe(obj):
-    """NaN (undefined kappa) -> null, numpy scalars -> Python: summary.json stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from raycv.models.cnn import ImageBranch, augment
 from raycv.models.forest import dump_forest, forest_probabilities
 from raycv.models.fusion import LateFusion, fit_fusion_weights
 from raycv.models.visits import Batch, visit_mean
+from raycv.phase_states import ForestState, PhaseState, PretrainState, Stage1State, Stage2State
+from raycv.phases import FOREST, PRETRAIN, RESULT, STAGE1, STAGE2, pretrain_file
 from raycv.results import FoldResult
 from raycv.seeds import phase_seed, repeat_seed
 from raycv.training.loop import Split, predict, train_phase
@@ -39,6 +42,7 @@ from raycv.training.two_stage import (
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, str, int, dict], None]  # (unit, phase, epoch, row) -> None
+State = TypeVar("State", bound=PhaseState)
 
 
 class SingleBranch(torch.nn.Module):
@@ -148,16 +152,17 @@ class FoldContext:
     def predict(self, model, part: Split) -> np.ndarray:
         return predict(model, part, self.config.image.batch_size, self.config.resources.bf16)
 
-    def cached(self, phase: str, compute: Callable[[], dict]) -> dict:
+    def cached(self, phase: str, kind: type[State], compute: Callable[[], State]) -> State:
         """The phase's saved state if the store has it (a rerun), else compute and save it."""
-        state = self.store.load(phase) if self.store is not None else None
-        if state is None:
+        saved = self.store.load(phase) if self.store is not None else None
+        if saved is None:
             state = compute()
             if self.store is not None:
-                self.store.save(phase, state)
-        elif self.progress:
+                self.store.save(phase, state.to_dict())
+            return state
+        if self.progress:
             self.progress(self.split.unit, phase, -1, {"note": "restored from checkpoint"})
-        return state
+        return kind.from_dict(saved)
 
 
 def run_fold(
@@ -175,7 +180,7 @@ def run_fold(
     until ('forest', 'pretrain' or 'stage1') stops once that phase is saved in `store` and
     returns None: Tune computes the phases no trial changes once per fold, up front.
     """
-    if store is not None and (done := store.load("result")) is not None:
+    if store is not None and (done := store.load(RESULT)) is not None:
         log.info("%s: finished earlier, reusing its result", split.unit)
         return FoldResult.from_dict(done)
     started = time.time()
@@ -195,13 +200,13 @@ def run_fold(
 
     # -- metadata branch: out-of-fold probabilities for training rows (science rule 3, tests/test_science.py) --------
     if "metadata" in config.modalities:
-        forest = ctx.cached("forest", lambda: fit_forest(ctx))
+        forest = ctx.cached(FOREST, ForestState, lambda: fit_forest(ctx))
         ctx.inputs.meta_probs = np.full((len(dataset), ctx.n_classes), np.nan)
-        ctx.inputs.meta_probs[split.train] = forest["oof"]
-        ctx.inputs.meta_probs[split.test] = forest["test"]
-        test_probs["metadata"] = forest["test"]
+        ctx.inputs.meta_probs[split.train] = forest.oof
+        ctx.inputs.meta_probs[split.test] = forest.test
+        test_probs["metadata"] = forest.test
         val_probs["metadata"] = ctx.inputs.meta_probs[split.inner_val]
-    if until == "forest":
+    if until == FOREST:
         return None
 
     fit, val, test = (ctx.inputs.split(i) for i in (split.inner_train, split.inner_val, split.test))
@@ -210,14 +215,16 @@ def run_fold(
     branches: dict[str, ImageBranch] = {}
     history: list[dict] = []
     for m in config.image_modalities:
-        state = ctx.cached(f"pretrain_{m}", lambda m=m: pretrain_branch(ctx, m, fit, val, test))
+        pre = ctx.cached(
+            pretrain_file(m), PretrainState, lambda m=m: pretrain_branch(ctx, m, fit, val, test)
+        )
         branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
-        branch.load_state_dict(state["state"])
+        branch.load_state_dict(pre.state)
         branches[m] = branch.to(device)
-        log.debug("%s: loaded pretrained %s layers %s", split.unit, m, list(state["state"]))
-        history += state["history"]
-        test_probs[m], val_probs[m] = state["test_probs"], state["val_probs"]
-    if until == "pretrain":
+        log.debug("%s: loaded pretrained %s layers %s", split.unit, m, list(pre.state))
+        history += pre.history
+        test_probs[m], val_probs[m] = pre.test_probs, pre.val_probs
+    if until == PRETRAIN:
         return None
 
     result = FoldResult(
@@ -235,38 +242,38 @@ def run_fold(
         else:
             weights = config.fusion_weights()
         fusion = LateFusion(copy.deepcopy(branches), weights).to(device)
-        s1 = ctx.cached("stage1", lambda: fusion_stage1(ctx, fusion, fit, val))
-        if until == "stage1":
+        s1 = ctx.cached(STAGE1, Stage1State, lambda: fusion_stage1(ctx, fusion, fit, val))
+        if until == STAGE1:
             return None
-        fusion.load_state_dict(s1["state"])
+        fusion.load_state_dict(s1.state)
         test_probs["fusion_stage1"] = ctx.predict(fusion, test)
         val_probs["fusion_stage1"] = ctx.predict(fusion, val)
-        s2 = ctx.cached("stage2", lambda: fusion_stage2(ctx, fusion, fit, val, s1))
-        fusion.load_state_dict(s2["state"])
+        s2 = ctx.cached(STAGE2, Stage2State, lambda: fusion_stage2(ctx, fusion, fit, val, s1))
+        fusion.load_state_dict(s2.state)
         test_probs["fusion"], val_probs["fusion"] = (
             ctx.predict(fusion, test),
             ctx.predict(fusion, val),
         )
-        result.history += [{"branch": "fusion", **row} for row in s1["history"] + s2["history"]]
-        result.stage1_val_score, result.stage2_val_score = s1["score"], s2["score"]
-        result.stage2_kept, result.fusion_weights = bool(s2["kept"]), weights
+        result.history += [{"branch": "fusion", **row} for row in s1.history + s2.history]
+        result.stage1_val_score, result.stage2_val_score = s1.score, s2.score
+        result.stage2_kept, result.fusion_weights = bool(s2.kept), weights
         if progress:
-            verdict = "kept" if s2["kept"] else "not better: fell back to stage 1"
-            progress(split.unit, "stage2", -1, {"note": f"stage 2 {verdict}"})
+            verdict = "kept" if s2.kept else "not better: fell back to stage 1"
+            progress(split.unit, STAGE2, -1, {"note": f"stage 2 {verdict}"})
 
     y_val = dataset.y[split.inner_val]
     result.val_kappa = {m: _kappa(config, y_val, p) for m, p in val_probs.items()}
     result.seconds = time.time() - started
     if store is not None:
-        store.save("result", result.to_dict())
+        store.save(RESULT, result.to_dict())
     return result
 
 
-def fit_forest(ctx: FoldContext) -> dict:
+def fit_forest(ctx: FoldContext) -> ForestState:
     """The forest's out-of-fold probabilities of the training rows, its test ones, and the
     forest fit on the whole training fold (skops bytes: what `raycv predict` applies)."""
     if ctx.progress:
-        ctx.progress(ctx.split.unit, "forest", 0, {"note": "fitting"})
+        ctx.progress(ctx.split.unit, FOREST, 0, {"note": "fitting"})
     oof, test, model = forest_probabilities(
         ctx.dataset.features,
         ctx.dataset.y,
@@ -275,16 +282,16 @@ def fit_forest(ctx: FoldContext) -> dict:
         ctx.split.test,
         ctx.n_classes,
         ctx.config.metadata,
-        ctx.seed("forest"),
+        ctx.seed(FOREST),
         n_jobs=max(1, torch.get_num_threads()),
     )
-    return {"oof": oof, "test": test, "model": dump_forest(model)}
+    return ForestState(oof=oof, test=test, model=dump_forest(model))
 
 
-def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Split) -> dict:
+def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Split) -> PretrainState:
     """Train modality m's image branch alone on the inner-training maps."""
     config, split, device = ctx.config, ctx.split, ctx.device
-    torch.manual_seed(ctx.seed("pretrain", m))  # initial weights
+    torch.manual_seed(ctx.seed(PRETRAIN, m))  # initial weights
     branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
     examples = fit.examples_of(m)  # every inner-training image of m, its visit's label
     pixels = examples.images[m].cpu().numpy()
@@ -293,8 +300,8 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
     aug = config.image.augment
     settings = phase_settings(
         config,
-        "pretrain",
-        ctx.seed("pretrain", m),
+        PRETRAIN,
+        ctx.seed(PRETRAIN, m),
         ctx.monitor,
         class_weight=(
             balanced_class_weight(ctx.dataset.y[split.inner_train], ctx.n_classes).to(device)
@@ -304,13 +311,13 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
         augment=lambda batch, gen: _augmented(batch, m, aug, gen),
     )
     outcome = train_phase(model, examples, val, settings, ctx.report(m))
-    return {
-        "state": {n: t.cpu() for n, t in branch.state_dict().items()},
-        "history": [{"branch": m, **row} for row in outcome.history],
-        "best_score": outcome.best_score,
-        "val_probs": ctx.predict(model, val),
-        "test_probs": ctx.predict(model, test),
-    }
+    return PretrainState(
+        state={n: t.cpu() for n, t in branch.state_dict().items()},
+        history=[{"branch": m, **row} for row in outcome.history],
+        best_score=outcome.best_score,
+        val_probs=ctx.predict(model, val),
+        test_probs=ctx.predict(model, test),
+    )
 
 
 def _augmented(batch: Batch, m: str, aug, gen: torch.Generator) -> Batch:
@@ -318,29 +325,31 @@ def _augmented(batch: Batch, m: str, aug, gen: torch.Generator) -> Batch:
     return Batch(batch.n, batch.visits, images, batch.owner)
 
 
-def fusion_stage1(ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split) -> dict:
+def fusion_stage1(ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split) -> Stage1State:
     """Stage 1: the fusion with every image branch frozen."""
-    settings = phase_settings(ctx.config, "stage1", ctx.seed("stage1"), ctx.monitor)
+    settings = phase_settings(ctx.config, STAGE1, ctx.seed(STAGE1), ctx.monitor)
     s1 = run_stage1(fusion, fit, val, settings, ctx.report("fusion"))
-    return {"state": s1.state, "score": s1.score, "history": s1.history}
+    return Stage1State(state=s1.state, score=s1.score, history=s1.history)
 
 
-def fusion_stage2(ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split, s1: dict) -> dict:
+def fusion_stage2(
+    ctx: FoldContext, fusion: LateFusion, fit: Split, val: Split, s1: Stage1State
+) -> Stage2State:
     """Stage 2: the last blocks unfrozen, stage 1's score to beat; kept only if it does."""
     config = ctx.config
     settings = phase_settings(
         config,
-        "stage2",
-        ctx.seed("stage2"),
+        STAGE2,
+        ctx.seed(STAGE2),
         ctx.monitor,
-        baseline=s1["score"],
+        baseline=s1.score,
         batchnorm_frozen=config.stage2.batchnorm == "frozen",
     )
     s2 = run_stage2(fusion, fit, val, settings, config.stage2.unfreeze_depth, ctx.report("fusion"))
     kept = stage2_beats_stage1(s2)
-    return {
-        "state": s2.state if kept else s1["state"],
-        "score": s2.top_score,
-        "kept": kept,
-        "history": s2.history,
-    }
+    return Stage2State(
+        state=s2.state if kept else s1.state,
+        score=s2.top_score,
+        kept=kept,
+        history=s2.history,
+    )

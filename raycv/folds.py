@@ -88,12 +88,14 @@ def outer_folds(patient_id, y, classes, n_folds: int, seed: int) -> np.ndarray:
     return fold_of
 
 
-def outer_splits(dataset, config) -> np.ndarray:
+def outer_splits(dataset, config, sites: pd.Series | None = None) -> np.ndarray:
     """(R, N) outer fold per sample in each of the R = cv.repeats repeats, or one row of
-    one fold per value of cv.split_by (leave one site out)."""
+    one fold per value of cv.split_by (leave one site out; `sites`: that column's value of
+    each sample, split_column's)."""
     cv = config.cv
     if cv.split_by is not None:
-        return site_folds(dataset, cv.split_by, cv.folds)[None]
+        assert sites is not None, "cv.split_by needs the split column's values"
+        return site_folds(sites, dataset, cv.folds)[None]
     return np.stack(
         [
             outer_folds(
@@ -104,22 +106,32 @@ def outer_splits(dataset, config) -> np.ndarray:
     )
 
 
-def site_folds(dataset, column: str, n_folds: int | None) -> np.ndarray:
-    """(N,) one outer fold per value of `column`, values in sorted order; refuses a column
-    that is not a metadata feature, varies within a patient, or has one value."""
-    if column not in dataset.features.columns:
+def split_column(table: pd.DataFrame, dataset, column: str) -> pd.Series:
+    """The cv.split_by column's value of each sample of `dataset`, from the metadata table
+    (load_table's: every column of metadata.csv but the ids and the label, indexed by
+    sample_id). Any column may be the split column, a feature of the run or not: the site
+    is usually better left out of the features, since a held-out site's value is never
+    seen in training."""
+    if column not in table.columns:
         raise DataError(
-            f"cv.split_by={column!r} is not a metadata column of the run (data.features); "
-            f"they are {list(dataset.features.columns)}"
+            f"cv.split_by={column!r} is not a column of the metadata table; its columns are "
+            f"{list(table.columns)}"
         )
-    values = dataset.features[column]
+    return table[column].reindex(pd.Index(dataset.sample_id, dtype=str)).rename(column)
+
+
+def site_folds(values: pd.Series, dataset, n_folds: int | None) -> np.ndarray:
+    """(N,) one outer fold per value of the split column (`values`, one per sample of
+    `dataset`), values in sorted order; refuses a column that has a missing value, varies
+    within a patient, or has one value."""
+    column = values.name
     if values.isna().any():
         i = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise DataError(
             f"cv.split_by={column!r}: sample {str(dataset.sample_id[i])!r} has no value; every "
             "visit needs its site"
         )
-    text = values.astype(str).to_numpy()
+    text = site_text(values)
     spans = pd.Series(text).groupby(np.asarray(dataset.patient_id)).nunique()
     if (spans > 1).any():
         patient = str(spans[spans > 1].index[0])
@@ -142,9 +154,17 @@ def site_folds(dataset, column: str, n_folds: int | None) -> np.ndarray:
     return np.array([index[v] for v in text], dtype=np.int64)
 
 
-def site_names(dataset, column: str) -> list[str]:
+def site_text(values: pd.Series) -> np.ndarray:
+    """A site's name as the folds and the report spell it: a whole number without '.0'
+    (a numeric column is read as float64), anything else as its text."""
+    return np.array(
+        [f"{v:g}" if isinstance(v, float) else str(v) for v in values.to_numpy()], dtype=object
+    )
+
+
+def site_names(values: pd.Series) -> list[str]:
     """The value each fold of site_folds holds, in fold order (for the report's labels)."""
-    return sorted(set(dataset.features[column].astype(str)))
+    return sorted(set(site_text(values)))
 
 
 def read_folds_file(path: str | Path, sample_id, patient_id) -> np.ndarray:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from raycv.phases import PRETRAIN
 from raycv.units import unit_label, unit_short
 
 WAITING = "waiting"  # the state of a fold nothing has been heard from yet
@@ -44,7 +45,7 @@ class ProgressBoard:
 
     def update(self, fold: str, phase: str, epoch: int, row: dict) -> None:
         branch = row.get("branch")
-        where = f"{phase}({branch})" if phase == "pretrain" and branch else phase
+        where = f"{phase}({branch})" if phase == PRETRAIN and branch else phase
         val_k = row.get("val_kappa")
         detail = f" ep {epoch}" if epoch >= 0 else ""
         if val_k is not None and not (isinstance(val_k, float) and math.isnan(val_k)):

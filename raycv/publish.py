@@ -21,3 +21,12 @@ def publish(folder: RunFolder, tracking=None) -> str | None:
     folder.sync()
     folder.close()
     return f"{folder}/report.html" if written else None
+
+
+def publish_ablation(folder: RunFolder) -> str | None:
+    """The ablation folder's report (each combination's run folder gets its own too)."""
+    from raycv.ablation import COMBOS, read_ablation
+
+    for name in read_ablation(folder.path).combinations:
+        try_build_report(folder.path / COMBOS / name)
+    return publish(folder)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from raycv.metrics import accuracy, kappa, macro_f1
+from raycv.summary import FoldSummary, ModelSummary
 from raycv.units import unit_name
 
 
@@ -95,7 +96,9 @@ def units(predictions: pd.DataFrame) -> list[tuple[int, int]]:
     return sorted({(int(r), int(f)) for r, f in pairs})
 
 
-def summarize(predictions: pd.DataFrame, models, classes, kappa_weights: str) -> dict:
+def summarize(
+    predictions: pd.DataFrame, models, classes, kappa_weights: str
+) -> dict[str, ModelSummary]:
     """Per-model kappas per (repeat, fold) unit, their mean and std, the pooled kappa,
     accuracy and macro F1, from predictions.
 
@@ -119,16 +122,33 @@ def summarize(predictions: pd.DataFrame, models, classes, kappa_weights: str) ->
         pooled = _per_group(y, pred, known, in_repeat, lambda a, b: kappa(a, b, n, kappa_weights))
         acc = _per_group(y, pred, known, in_unit, accuracy)
         f1 = _per_group(y, pred, known, in_unit, lambda a, b: macro_f1(a, b, n))
-        out[m] = {
-            "kappa_mean": _nan_to_none(float(np.mean(per_fold))),
-            "kappa_std": _nan_to_none(float(np.std(per_fold))),
-            "kappa_pooled": _nan_to_none(float(np.mean(pooled))),
-            "kappa_per_fold": [_nan_to_none(k) for k in per_fold],
-            "accuracy_mean": _nan_to_none(float(np.mean(acc))),
-            "macro_f1_mean": _nan_to_none(float(np.mean(f1))),
-            "n_predicted": int(known.sum()),
-        }
+        out[m] = ModelSummary(
+            kappa_mean=_nan_to_none(float(np.mean(per_fold))),
+            kappa_std=_nan_to_none(float(np.std(per_fold))),
+            kappa_pooled=_nan_to_none(float(np.mean(pooled))),
+            kappa_per_fold=[_nan_to_none(k) for k in per_fold],
+            accuracy_mean=_nan_to_none(float(np.mean(acc))),
+            macro_f1_mean=_nan_to_none(float(np.mean(f1))),
+            n_predicted=int(known.sum()),
+            brier=None,  # calibration: raycv.statistics.with_statistics
+            ece=None,
+        )
     return out
+
+
+def fold_summary(r: FoldResult) -> FoldSummary:
+    """summary.json's record of one fold."""
+    return FoldSummary(
+        repeat=r.repeat,
+        fold=r.fold,
+        n_test=len(r.test_index),
+        val_kappa=r.val_kappa,
+        stage1_val_score=r.stage1_val_score,
+        stage2_val_score=r.stage2_val_score,
+        stage2_kept=r.stage2_kept,
+        fusion_weights=r.fusion_weights,
+        seconds=round(r.seconds, 2),
+    )
 
 
 def _per_group(y, pred, known, groups, metric) -> list[float]:

@@ -27,7 +27,7 @@ from raycv.storage import copy_tree, exists, filesystem, is_uri
 
 # Keys that may change between a run and its resume without changing any number:
 # where and how the folds run, not what they compute, and what the report shows of them.
-RESUMABLE_CHANGES = ("resources.max_failures", "tune", "tracking", "report")
+RESUMABLE_CHANGES = ("resources.max_failures", "tune", "tracking", "report", "ablation")
 
 
 class RunFolder:

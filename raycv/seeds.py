@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# Stable ids: adding a phase must not change the seeds of the others.
+from raycv.phases import FOREST, PRETRAIN, STAGE1, STAGE2
+
+# Stable ids: adding a phase must not change the seeds of the others. outer and inner
+# seed the splits, the others their phase.
 PHASES = {
     "outer": 0,
     "inner": 1,
-    "forest": 2,
-    "pretrain": 3,
-    "stage1": 4,
-    "stage2": 5,
+    FOREST: 2,
+    PRETRAIN: 3,
+    STAGE1: 4,
+    STAGE2: 5,
 }
 
 

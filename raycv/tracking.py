@@ -1,8 +1,9 @@
 """Experiment tracking (optional, off by default): MLflow and TensorBoard.
 
-Not compute and not the report: it reads a finished run folder (report.load) and sends
-it elsewhere. A run's folder already holds every number, so a finished run is logged
-from its files:
+Not compute and not the report: it reads a finished run folder's files (config.yaml,
+summary.json, history.csv; not through the report, which compute must not import) and
+sends them elsewhere. A run's folder already holds every number, so a finished run is
+logged from its files:
 params (config.yaml flattened to dotted keys), per-model kappas (per fold, mean, std,
 pooled), accuracy and macro F1, and the training curves of history.csv per fold and
 phase. A search uses Ray Tune's own logger callbacks instead (orchestration/
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from raycv.errors import RaycvError
-from raycv.report.load import RunRecord, load_run
+from raycv.phases import PRETRAIN
+from raycv.summary import RunSummary, read_summary
 
 ARTIFACTS = ("config.yaml", "summary.json", "predictions.csv", "history.csv", "report.html")
 MAX_PARAM_LENGTH = 500  # MLflow refuses long param values; a truncated one still identifies
@@ -40,26 +44,56 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def run_metrics(run: RunRecord) -> list[tuple[str, float, int]]:
+@dataclass
+class FinishedRun:
+    """What tracking sends of a finished run folder."""
+
+    path: Path
+    config: dict  # config.yaml as written: the params, under the names --set uses
+    summary: RunSummary
+    history: pd.DataFrame | None  # None: the run has no history.csv
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", self.path.name))
+
+
+def read_run(run_dir: str | Path) -> FinishedRun:
+    path = Path(run_dir)
+    if not (path / "summary.json").is_file():
+        raise RaycvError(
+            f"{path / 'summary.json'} is missing: only a finished run folder can be tracked "
+            "(is the run finished? `raycv run ... --resume` completes it)"
+        )
+    config_file, history_file = path / "config.yaml", path / "history.csv"
+    return FinishedRun(
+        path=path,
+        config=yaml.safe_load(config_file.read_text()) if config_file.is_file() else {},
+        summary=read_summary(path / "summary.json"),
+        history=pd.read_csv(history_file) if history_file.is_file() else None,
+    )
+
+
+def run_metrics(run: FinishedRun) -> list[tuple[str, float, int]]:
     """(key, value, step) of every number worth plotting; keys use only MLflow-safe
     characters, so they read the same in MLflow and TensorBoard."""
     out = []
-    for model, s in run.summary["models"].items():
+    for model, s in run.summary.models.items():
         for name in ("kappa_mean", "kappa_std", "kappa_pooled", "accuracy_mean", "macro_f1_mean"):
-            if s.get(name) is not None:
-                out.append((f"{name}/{model}", float(s[name]), 0))
-        for fold, k in enumerate(s["kappa_per_fold"]):
+            if (value := getattr(s, name)) is not None:
+                out.append((f"{name}/{model}", float(value), 0))
+        for fold, k in enumerate(s.kappa_per_fold):
             if k is not None:
                 out.append((f"kappa_per_fold/{model}", float(k), fold))
-    kept = [k for k in run.summary.get("stage2_kept", []) if k is not None]
+    kept = [k for k in run.summary.stage2_kept if k is not None]
     if kept:
         out.append(("stage2_kept_folds", float(sum(kept)), 0))
     if run.history is not None:
         branch = run.history["branch"] if "branch" in run.history else None
         for i, row in run.history.iterrows():
             phase = row["phase"]
-            if branch is not None and row["phase"] == "pretrain" and isinstance(branch[i], str):
-                phase = f"pretrain_{branch[i]}"
+            if branch is not None and row["phase"] == PRETRAIN and isinstance(branch[i], str):
+                phase = f"{PRETRAIN}_{branch[i]}"
             for col in ("train_loss", "train_kappa", "val_loss", "val_kappa"):
                 value = row[col]
                 if value == value:  # NaN: undefined kappa on a one-class split
@@ -102,14 +136,17 @@ def log_to_mlflow(
     mlflow = import_mlflow()
     from mlflow.entities import Metric, Param
 
-    run = load_run(run_dir)
+    run = read_run(run_dir)
     uri = tracking_uri or default_mlflow_uri(run.path)
     allow_file_store(uri)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     name = experiment or run.name
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found else client.create_experiment(name)
-    tags = {"raycv.run_dir": str(run.path.resolve()), "raycv.kappa_weights": run.kappa_weights}
+    tags = {
+        "raycv.run_dir": str(run.path.resolve()),
+        "raycv.kappa_weights": run.summary.kappa_weights,
+    }
     mlflow_run = client.create_run(experiment_id, run_name=run.path.name, tags=tags)
     run_id = mlflow_run.info.run_id
     now = int(time.time() * 1000)
@@ -132,7 +169,7 @@ def log_to_tensorboard(run_dir: str | Path, log_dir: str | Path | None = None) -
     <run_dir>/tensorboard); returns the folder. View: tensorboard --logdir <it>."""
     from tensorboardX import SummaryWriter
 
-    run = load_run(run_dir)
+    run = read_run(run_dir)
     target = Path(log_dir) if log_dir else run.path / "tensorboard"
     writer = SummaryWriter(logdir=str(target))
     try:

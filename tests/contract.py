@@ -95,7 +95,8 @@ def check_run_folder(path: str | Path) -> dict:
     ):
         assert column in history.columns
     assert set(history["phase"]) <= {"pretrain", "stage1", "stage2"}
-    assert set(history["fold"]) == set(range(n_folds))
+    if config.image_modalities:  # a forest alone trains no epochs: its history is empty
+        assert set(history["fold"]) == set(range(n_folds))
     assert set(history.loc[history["phase"] == "pretrain", "branch"]) == set(
         config.image_modalities
     )
@@ -115,6 +116,8 @@ def check_run_folder(path: str | Path) -> dict:
         assert key in prov, key
     assert set(prov["versions"]) >= {"ray", "torch", "scikit-learn", "numpy", "pandas"}
     assert {"cpus", "gpus"} <= set(prov["machine"])
+    # what loading the data found, whoever wrote the folder (run, tune trial, best/)
+    assert set(prov["data"]) == {"layout", "warnings", "dropped"}, prov.get("data")
 
     for r, k in folds.groupby(["repeat", "fold"]).groups:
         fold_dir = path / "checkpoints" / (f"fold{k}" if r == 0 else f"r{r}-fold{k}")

@@ -14,6 +14,8 @@ from sklearn.preprocessing import FunctionTransformer
 from raycv.checkpoints import CheckpointError, PhaseStore
 from raycv.errors import RaycvError
 from raycv.models.forest import dump_forest, load_forest
+from raycv.phase_states import ForestState, PretrainState, Stage1State, Stage2State
+from raycv.phases import FOREST, STAGE1, STAGE2, pretrain_file
 
 
 class RunsCode:
@@ -85,3 +87,53 @@ def test_a_stored_forest_with_an_untrusted_type_is_refused_before_loading():
     assert "posix.getcwd" in str(info.value) or "os.getcwd" in str(info.value)
     with pytest.raises(RaycvError, match="cannot read the stored forest"):
         load_forest(b"not a skops file", "forest.pt")
+
+
+def test_phase_records_are_the_dicts_phase_files_hold(tmp_path):
+    """A phase's record saves exactly the dict its file held before records (same keys,
+    same order, same bytes on disk), and reads a file written by that code."""
+    rng = np.random.default_rng(0)
+    weights = {"layer.weight": torch.randn(2, 2), "layer.bias": torch.zeros(2)}
+    rows = [{"branch": "thermal_map", "phase": "pretrain", "epoch": 0, "val_kappa": 0.5}]
+    written_before = {
+        FOREST: (
+            ForestState,
+            {"oof": rng.random((4, 3)), "test": rng.random((2, 3)), "model": b"x"},
+        ),
+        pretrain_file("thermal_map"): (
+            PretrainState,
+            {
+                "state": weights,
+                "history": rows,
+                "best_score": 0.5,
+                "val_probs": rng.random((3, 3)),
+                "test_probs": rng.random((2, 3)),
+            },
+        ),
+        STAGE1: (Stage1State, {"state": weights, "score": 0.4, "history": rows}),
+        STAGE2: (Stage2State, {"state": weights, "score": 0.45, "kept": True, "history": []}),
+    }
+    old, new = PhaseStore(tmp_path / "old"), PhaseStore(tmp_path / "new")
+    for phase, (kind, state) in written_before.items():
+        old.save(phase, state)
+        record = kind.from_dict(old.load(phase))
+        assert list(record.to_dict()) == list(state)
+        new.save(phase, record.to_dict())
+        assert new.path(phase).read_bytes() == old.path(phase).read_bytes(), phase
+    forest = ForestState.from_dict({"oof": np.zeros((1, 3)), "test": np.zeros((1, 3))})
+    assert forest.model is None  # a forest file without the fitted forest: predict says so
+    with pytest.raises(
+        CheckpointError,
+        match=r"Stage2State phase file holds \['history', 'score', 'state'\], expected",
+    ):
+        Stage2State.from_dict({"state": weights, "score": 0.1, "history": []})
+
+
+def test_the_phase_names_are_the_strings_run_folders_hold():
+    from raycv.phases import RESULT, TRAINED
+    from raycv.seeds import PHASES
+
+    assert (FOREST, STAGE1, STAGE2, RESULT) == ("forest", "stage1", "stage2", "result")
+    assert TRAINED == ("pretrain", "stage1", "stage2") and pretrain_file("x") == "pretrain_x"
+    # the seeds' ids, so every phase keeps its seed
+    assert PHASES == {"outer": 0, "inner": 1, "forest": 2, "pretrain": 3, "stage1": 4, "stage2": 5}

@@ -141,13 +141,22 @@ def submit_args(**kw) -> submit_mod.SubmitRequest:
     return submit_mod.SubmitRequest(**{**base, **kw})
 
 
-def test_submit_builds_the_job_entrypoint_from_the_cli_arguments():
-    request = submit_args(overrides=("stage2.lr=1e-7", "name=a b"), resume=True, tune=True)
+@pytest.mark.parametrize("what", ["tune", "ablate"])
+def test_submit_builds_the_job_entrypoint_from_the_cli_arguments(what):
+    request = submit_args(overrides=("stage2.lr=1e-7", "name=a b"), resume=True, command=what)
     command = submit_mod.job_entrypoint(request, "experiments/quickstart.yaml", "s3://b/r")
     assert command == (
-        "python -m raycv tune experiments/quickstart.yaml --set stage2.lr=1e-7 "
+        f"python -m raycv {what} experiments/quickstart.yaml --set stage2.lr=1e-7 "
         "--set 'name=a b' --output s3://b/r --resume"
     )
+
+
+def test_the_cli_asks_for_the_command_it_is_given(monkeypatch):
+    asked = []
+    monkeypatch.setattr(submit_mod, "submit", lambda request: asked.append(request) or 0)
+    for flag, what in (([], "run"), (["--tune"], "tune"), (["--ablate"], "ablate")):
+        assert main(["submit", "experiments/quickstart.yaml", "--output", "/x", *flag]) == 0
+        assert asked.pop().command == what
 
 
 @pytest.mark.parametrize(

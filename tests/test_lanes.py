@@ -7,7 +7,7 @@ import pytest
 
 from raycv.config import ConfigError
 from raycv.folds import FoldSplit
-from raycv.orchestration.ray_runner import lane_count, plan_lanes
+from raycv.orchestration.lanes import lane_count, plan_lanes
 from tests.conftest import tiny_config
 
 

@@ -157,12 +157,23 @@ def test_every_split_by_refusal_names_the_column(tmp_path):
     two = with_sites(tmp_path / "c", lambda p: "ab"[int(p[1:]) % 2])
     with pytest.raises(DataError, match=r"cv.folds=3 with cv.split_by='site', which has 2 values"):
         prepare(site_config(two, "cv.folds=3"))
-    with pytest.raises(DataError, match=r"cv.split_by='ward' is not a metadata column"):
+    with pytest.raises(DataError, match=r"cv.split_by='ward' is not a column of the metadata"):
         prepare(tiny_config(f"data.path={two}", "cv.split_by=ward"))
     with pytest.raises(
         ConfigError, match=r"cv.repeats=2 is not allowed: expected 1 with cv.split_by"
     ):
         tiny_config("cv.split_by=site", "cv.repeats=2")
+
+
+def test_the_split_column_need_not_be_a_feature(tmp_path):
+    """Leave one site out with the site left out of the features (its held-out value is
+    never seen in training): the folds are the sites' all the same."""
+    path = with_sites(tmp_path, lambda p: ["north", "south", "west"][int(p[1:]) % 3])
+    with_feature = prepare(site_config(path))
+    without = prepare(site_config(path, "data.features=[age,sex]"))
+    assert list(without.dataset.features.columns) == ["age", "sex"]
+    np.testing.assert_array_equal(without.fold_of, with_feature.fold_of)
+    assert without.sites == with_feature.sites == ["north", "south", "west"]
 
 
 def test_a_leave_one_site_out_run_names_its_sites(tmp_path):

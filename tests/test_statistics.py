@@ -12,9 +12,17 @@ import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
+from raycv.config import ConfigError
 from raycv.data import load_table
-from raycv.statistics import SubgroupError, check_subgroups, with_statistics
-from raycv.statistics.calibration import brier, calibration, confidence_bins, ece, reliability
+from raycv.statistics import with_statistics
+from raycv.statistics.calibration import (
+    brier,
+    calibration,
+    confidence_bins,
+    ece,
+    model_rows,
+    reliability,
+)
 from raycv.statistics.corrected import (
     comparison_pairs,
     comparisons,
@@ -22,6 +30,8 @@ from raycv.statistics.corrected import (
     unit_differences,
 )
 from raycv.statistics.subgroups import MISSING, group_labels, subgroup_scores
+from raycv.subgroup_data import check_subgroups, subgroup_table
+from raycv.summary import ModelSummary, RunSummary
 from tests.conftest import tiny_config
 
 CLASSES = ["I", "P", "R"]
@@ -257,33 +267,65 @@ def test_subgroup_kappas_are_sklearns_over_each_groups_rows():
 
 def test_with_statistics_adds_fields_and_keeps_the_summary():
     table = predictions_table()
-    summary = {
-        "kappa_weights": "quadratic",
-        "classes": CLASSES,
-        "models": {m: {"kappa_mean": 0.5} for m in MODELS},
-        "wall_seconds": 1.0,
-    }
-    out = with_statistics(summary, table, tiny_config())
-    assert list(out) == [
+    scores = ModelSummary(0.5, 0.1, 0.5, [0.5] * 3, 0.7, 0.6, len(table), None, None)
+    summary = RunSummary(
+        kappa_weights="quadratic",
+        classes=CLASSES,
+        models=dict.fromkeys(MODELS, scores),
+        folds=[],
+        wall_seconds=1.0,
+        repeats=1,
+        monitor="val_kappa",
+    )
+    out = with_statistics(summary, table)
+    assert list(out.to_json()) == [
         "kappa_weights",
         "classes",
         "models",
         "comparisons",
         "subgroups",
         "subgroups_bootstrap",
+        "stage2_kept",
         "wall_seconds",
+        "repeats",
+        "folds",
+        "monitor",
     ]
-    assert summary["models"]["fusion"] == {"kappa_mean": 0.5}  # not changed in place
-    assert set(out["models"]["fusion"]) == {"kappa_mean", "brier", "ece"}
-    assert out["subgroups"] == {} and len(out["comparisons"]) == 3
+    assert summary.models["fusion"] == scores and summary.comparisons is None  # as it was
+    probs, y = model_rows(table, "fusion", CLASSES)
+    assert out.models["fusion"].brier == pytest.approx(brier(probs, y))
+    assert out.models["fusion"].ece == pytest.approx(ece(probs, y))
+    assert out.models["fusion"].kappa_per_fold == scores.kappa_per_fold
+    assert out.subgroups == {} and len(out.comparisons) == 3
+    assert out.subgroups_bootstrap == {"resamples": 2000, "seed": 0}
+
+
+def test_with_statistics_scores_the_subgroups_it_is_handed():
+    """The caller reads the metadata table (raycv.subgroup_data): its columns, in order,
+    are the subgroups; statistics never loads data."""
+    config = tiny_config("report.subgroups=[sex,age]")
+    metadata = subgroup_table(config)
+    assert list(metadata.columns) == ["sex", "age"]
+    table = predictions_table(n=len(metadata) // 2 * 2)  # two visits per patient
+    table["sample_id"] = list(metadata.index[: len(table)])
+    scores = ModelSummary(0.5, 0.1, 0.5, [0.5] * 3, 0.7, 0.6, len(table), None, None)
+    summary = RunSummary(
+        "quadratic", CLASSES, dict.fromkeys(MODELS, scores), [], 1.0, 1, "val_kappa"
+    )
+    out = with_statistics(summary, table, metadata, n_boot=50, seed=1)
+    assert list(out.subgroups) == ["sex", "age"]
+    expected = subgroup_scores(table, metadata, ["sex", "age"], MODELS, CLASSES, "quadratic", 50, 1)
+    assert out.subgroups == expected
+    assert out.subgroups_bootstrap == {"resamples": 50, "seed": 1}
+    assert subgroup_table(tiny_config()) is None  # no report.subgroups: no data read
 
 
 def test_an_unknown_subgroup_column_is_refused_by_name():
-    with pytest.raises(SubgroupError, match=r"\['agee'\].*synthetic cohort.*'age'"):
+    with pytest.raises(ConfigError, match=r"\['agee'\].*synthetic cohort.*'age'"):
         check_subgroups(tiny_config("report.subgroups=[age,agee]"))
-    with pytest.raises(SubgroupError, match="patient_id"):
+    with pytest.raises(ConfigError, match="patient_id"):
         check_subgroups(tiny_config("report.subgroups=[patient_id]"))
-    with pytest.raises(SubgroupError, match="more than once"):
+    with pytest.raises(ConfigError, match="more than once"):
         check_subgroups(tiny_config("report.subgroups=[sex,sex]"))
     check_subgroups(tiny_config("report.subgroups=[age,sex]"))  # known: no error
 
@@ -313,7 +355,7 @@ def test_the_table_of_a_dataset_folder_has_every_column(tmp_path):
     assert {"age", "sex", "site", "hba1c"} <= set(table.columns)
     assert table["age"].dtype == np.float64 and table["site"].tolist()[:2] == ["B", "A"]
     check_subgroups(tiny_config(f"data.path={tmp_path / 'd'}", "report.subgroups=[site]"))
-    with pytest.raises(SubgroupError, match=r"\['sites'\].*metadata.csv"):
+    with pytest.raises(ConfigError, match=r"\['sites'\].*metadata.csv"):
         check_subgroups(tiny_config(f"data.path={tmp_path / 'd'}", "report.subgroups=[sites]"))
 
 

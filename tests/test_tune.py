@@ -16,9 +16,9 @@ import pytest
 from raycv.cli import main
 from raycv.config import ConfigError
 from raycv.orchestration.reuse import reusable_phases
-from raycv.orchestration.tune import TRIAL_MEMORY, trial_resources
-from raycv.orchestration.tune_results import nested_estimate
+from raycv.orchestration.tune import HEAD_NODE, TRIAL_MEMORY, trial_resources
 from raycv.orchestration.tune_space import check_search
+from raycv.statistics.nested import nested_estimate
 from tests.conftest import FAULT, SEARCH, tiny_config, write_config
 from tests.contract import check_run_folder
 from tests.processes import kill_all, kill_mid_run, log_text, start_cli, wait_for
@@ -47,8 +47,9 @@ def test_a_one_lane_trial_reserves_its_folds_resources_and_a_multi_lane_one_does
     # its folds run in the trial's own process: it holds what a fold needs
     assert trial_resources(gpu, n_lanes=1) == {"CPU": 1, "GPU": 0.5}
     assert trial_resources(tiny_config(), n_lanes=1) == {"CPU": 1}
-    # its lanes hold the CPUs and GPUs; a trial holding any would starve them
-    assert trial_resources(gpu, n_lanes=2) == {"memory": TRIAL_MEMORY}
+    # its lanes hold the CPUs and GPUs; a trial holding any would starve them. It waits on
+    # its lanes from the head node, so a worker node that dies cannot take it down
+    assert trial_resources(gpu, n_lanes=2) == {"memory": TRIAL_MEMORY, HEAD_NODE: 0.001}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optuna") is not None, reason="optuna installed")
@@ -115,7 +116,7 @@ def test_nested_estimate_takes_each_folds_own_best_trial():
             "outer_kappa_fold1": [0.50, 0.60, np.nan],
         }
     )
-    est = nested_estimate(trials, ["fold0", "fold1"])
+    est = nested_estimate(trials, ["fold0", "fold1"], "trial_id")
     assert [p["trial_id"] for p in est["per_fold"]] == ["b", "a"]
     assert est["kappa_mean"] == pytest.approx((0.30 + 0.50) / 2)
 

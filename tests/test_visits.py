@@ -160,8 +160,8 @@ def test_masked_visits_have_no_image_prediction_and_fuse_from_the_forest(tiny):
     assert table.loc[missing, "pred_thermal_map"].isna().all()
     assert table.loc[~missing, "pred_thermal_map"].notna().all()
     summary = summarize(table, models, config.classes, "quadratic")
-    assert summary["thermal_map"]["n_predicted"] == int((~missing).sum())
-    assert summary["fusion"]["n_predicted"] == len(data)
+    assert summary["thermal_map"].n_predicted == int((~missing).sum())
+    assert summary["fusion"].n_predicted == len(data)
     # the image model's kappa is over the visits it predicts, recomputable with sklearn
     from sklearn.metrics import cohen_kappa_score
 
@@ -169,7 +169,7 @@ def test_masked_visits_have_no_image_prediction_and_fuse_from_the_forest(tiny):
     expected = cohen_kappa_score(
         known["label"], known["pred_thermal_map"], weights="quadratic", labels=config.classes
     )
-    assert summary["thermal_map"]["kappa_pooled"] == pytest.approx(expected)
+    assert summary["thermal_map"].kappa_pooled == pytest.approx(expected)
     assert isinstance(table, pd.DataFrame)
 
 

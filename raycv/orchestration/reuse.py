@@ -18,12 +18,13 @@ import numpy as np
 import raycv
 from raycv import config as config_mod
 from raycv.config import Config
+from raycv.phases import FOREST, PRETRAIN, STAGE1, pretrain_file
 
-# What each reusable phase depends on (dotted prefixes of config keys). Threads change
-# float rounding, so the fold's CPU count is part of every key.
+# What each reusable phase depends on (dotted prefixes of config keys), in the order the
+# phases run. Threads change float rounding, so the fold's CPU count is part of every key.
 PHASE_DEPENDS = {
-    "forest": ("data", "cv", "metadata", "resources.per_fold.cpu"),
-    "pretrain": (
+    FOREST: ("data", "cv", "metadata", "resources.per_fold.cpu"),
+    PRETRAIN: (
         "data",
         "cv",
         "image",
@@ -33,7 +34,7 @@ PHASE_DEPENDS = {
         "resources.per_fold",
         "resources.bf16",
     ),
-    "stage1": (
+    STAGE1: (
         "data",
         "cv",
         "metadata",
@@ -47,6 +48,12 @@ PHASE_DEPENDS = {
         "resources.bf16",
     ),
 }
+
+
+# Keys under a phase's prefixes that its files do not depend on: which other branches a run
+# has changes neither its forest nor any one modality's pretraining (a file per modality),
+# so the combinations of an ablation (keyed by its whole cohort's fingerprint) share them.
+INDEPENDENT = {FOREST: ("data.modalities",), PRETRAIN: ("data.modalities",)}
 
 
 def _under(key: str, prefixes) -> bool:
@@ -66,7 +73,11 @@ def reusable_phases(searched_keys, enabled: bool = True) -> list[str]:
 
 def phase_key(phase: str, config: Config, fingerprint: str, fold_of: np.ndarray) -> str:
     flat = config_mod.flatten(config.to_dict())
-    settings = {k: v for k, v in sorted(flat.items()) if _under(k, PHASE_DEPENDS[phase])}
+    settings = {
+        k: v
+        for k, v in sorted(flat.items())
+        if _under(k, PHASE_DEPENDS[phase]) and not _under(k, INDEPENDENT.get(phase, ()))
+    }
     blob = json.dumps(
         {
             "phase": phase,
@@ -89,6 +100,6 @@ def phase_files(phase: str, file_stems: list[str], cache: Path, key: str, unit: 
 
 def stems(phase: str, image_modalities: list[str]) -> list[str]:
     """The PhaseStore files a phase writes (pretraining writes one per image modality)."""
-    if phase == "pretrain":
-        return [f"pretrain_{m}" for m in image_modalities]
+    if phase == PRETRAIN:
+        return [pretrain_file(m) for m in image_modalities]
     return [phase]

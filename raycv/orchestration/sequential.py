@@ -26,11 +26,14 @@ def run_sequential(
     board: ProgressBoard,
     shared: dict[str, dict[str, Path]] | None = None,
     on_result: Callable[[FoldResult], None] | None = None,
+    until: str | None = None,
 ) -> list[FoldResult]:
     """Run every unfinished fold here, in fold order; returns every fold's result.
 
-    shared: per unit, phase files to load instead of computing them (Tune's reuse).
+    shared: per unit, phase files to load instead of computing them (shared phases).
     on_result: called with each fold's result, finished earlier or now, in fold order.
+    until: a phase to stop each fold after (its files stay in folder.fold_dir(unit)), as
+    the shared phases need; no results then.
     """
     config = prepared.config
     # this process is the machine the folds run on (also a Tune trial's, which Tune gave
@@ -52,7 +55,11 @@ def run_sequential(
                     store=store,
                     progress=board.update,
                     device=device,
+                    until=until,
                 )
+                if result is None:  # stopped after `until` on purpose
+                    board.fold_done(plan.unit, f"done up to {until}")
+                    continue
                 board.fold_done(plan.unit, f"done in {result.seconds:.0f}s")
                 folder.sync()
             else:

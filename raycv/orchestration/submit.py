@@ -1,7 +1,7 @@
 """`raycv submit`: a run (or a search) as a Ray job on a cluster, through Ray's Jobs API.
 
 The job's working directory is this project (uploaded without run folders, the venv,
-git history and caches), and its entrypoint is the same `python -m raycv run|tune ...`
+git history and caches), and its entrypoint is the same `python -m raycv run|tune|ablate ...`
 command a user would type on the head node. Inside the job Ray sets RAY_ADDRESS, so
 `raycv run` joins the cluster instead of starting a private Ray. Everything that can be
 refused here (the config, its overrides, an --output the job could not use) is refused
@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from raycv import config as config_mod
 from raycv.errors import RaycvError
@@ -57,7 +58,7 @@ class SubmitRequest:
     config: str  # experiment YAML; it must lie in the project the job uploads
     output: str | None  # the job's run folder: a URI or an absolute path (None is refused)
     overrides: tuple[str, ...] = ()  # --set KEY=VALUE, passed on to the job in order
-    tune: bool = False  # the job runs `raycv tune` instead of `raycv run`
+    command: Literal["run", "tune", "ablate"] = "run"  # what the job runs: raycv <command>
     resume: bool = False  # passed on to the job
     overwrite: bool = False  # passed on to the job
     verbose: bool = False  # passed on to the job; here it also keeps Ray's upload logs
@@ -66,7 +67,8 @@ class SubmitRequest:
 
 
 def submit(request: SubmitRequest) -> int:
-    """Submit `raycv run|tune` as a Ray job; with request.wait, follow it and return its status."""
+    """Submit `raycv run|tune|ablate` as a Ray job; with request.wait, follow it and return
+    its status."""
     _check_project_checkout()
     config_path = _config_in_project(Path(request.config))
     config_mod.load(config_path, request.overrides)  # refuse bad keys before uploading anything
@@ -90,7 +92,7 @@ def submit(request: SubmitRequest) -> int:
             "excludes": UPLOAD_EXCLUDES,
             "env_vars": {"PYTHONUNBUFFERED": "1"},  # logs reach `ray job logs` as written
         },
-        metadata={"raycv": "tune" if request.tune else "run", "config": str(config_path.name)},
+        metadata={"raycv": request.command, "config": str(config_path.name)},
     )
     print(f"submitted job {job_id}: {entrypoint}")
     print(f"  follow its logs: ray job logs --address {address} --follow {job_id}")
@@ -112,7 +114,7 @@ def submit(request: SubmitRequest) -> int:
 
 def job_entrypoint(request: SubmitRequest, config_relpath: str, output: str) -> str:
     """The command the job runs in its working directory (the uploaded project)."""
-    command = ["python", "-m", "raycv", "tune" if request.tune else "run", config_relpath]
+    command = ["python", "-m", "raycv", request.command, config_relpath]
     for override in request.overrides:
         command += ["--set", override]
     command += ["--output", output]

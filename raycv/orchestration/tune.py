@@ -13,9 +13,7 @@ trial loads them. Compute only: the caller writes the report (publish.py).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +26,11 @@ from raycv.errors import RunFolderError
 from raycv.experiment import Prepared
 from raycv.folds import folds_table
 from raycv.orchestration import reuse
+from raycv.orchestration.connect import connect
+from raycv.orchestration.lanes import lane_count
 from raycv.orchestration.placement import cluster_address
-from raycv.orchestration.ray_runner import connect, lane_count, run_folds_on_ray
+from raycv.orchestration.ray_runner import run_folds_on_ray
+from raycv.orchestration.shared_phases import compute_shared
 from raycv.orchestration.storage_check import check_shared_storage
 from raycv.orchestration.tune_callbacks import TrialProgress, tune_callbacks
 from raycv.orchestration.tune_results import (
@@ -45,6 +46,7 @@ from raycv.progress import ProgressBoard
 from raycv.runfolder import RESUMABLE_CHANGES, RunFolder
 
 TRIAL_MEMORY = 128 * 2**20  # bytes of Ray's logical memory a trial process reserves
+HEAD_NODE = "node:__internal_head__"  # a resource only the head node has
 
 
 @dataclass
@@ -53,58 +55,6 @@ class Lanes:
 
     shared: int  # for the shared phases, before any trial: every lane the cluster has
     per_trial: int  # each trial's share, when max_concurrent_trials run side by side
-
-
-def precompute_shared(
-    prepared: Prepared,
-    tune_folder: RunFolder,
-    board: ProgressBoard,
-    phases: list[str],
-    dataset_ref,
-    cache: Path,
-    n_lanes: int,
-) -> dict[int, dict[str, Path]]:
-    """Compute the reusable `phases` once per fold (or find them cached); {fold: {stem: path}}."""
-    config = prepared.config
-    if not phases:
-        board.say("raycv: reuse off: the search changes pretraining and stage 1 settings")
-        return {}
-    fingerprint = prepared.dataset.fingerprint()
-    keys = {p: reuse.phase_key(p, config, fingerprint, prepared.fold_of) for p in phases}
-    files = {
-        plan.unit: {
-            stem: path
-            for p in phases
-            for stem, path in reuse.phase_files(
-                p, reuse.stems(p, config.image_modalities), cache, keys[p], plan.unit
-            ).items()
-        }
-        for plan in prepared.plans
-    }
-    missing = [k for k, f in files.items() if not all(p.exists() for p in f.values())]
-    if not missing:
-        board.say(f"raycv: reusing cached {', '.join(phases)} of every fold ({cache})")
-        return files
-    board.say(f"raycv: computing {', '.join(phases)} once per fold before the trials")
-    todo = dataclasses.replace(prepared, plans=[p for p in prepared.plans if p.unit in missing])
-    base = RunFolder(tune_folder.path / "shared")
-    shutil.rmtree(base.path, ignore_errors=True)  # stale partial work; phases are in `cache`
-    run_folds_on_ray(
-        todo,
-        base,
-        board,
-        run_prefix="shared-",
-        dataset_ref=dataset_ref,
-        until=phases[-1],  # reuse.PHASE_DEPENDS lists phases in the order they run
-        n_lanes=n_lanes,
-        shared={k: {s: p for s, p in files[k].items() if p.exists()} for k in missing},
-    )
-    for k in missing:
-        for stem, target in files[k].items():
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(base.fold_dir(k) / f"{stem}.pt", target)
-    return files
 
 
 def _scheduler(config: Config, n_folds: int):
@@ -133,12 +83,14 @@ def _search_alg(config: Config):
 
 def trial_resources(config: Config, n_lanes: int) -> dict:
     """What a trial process reserves. One lane: the fold's own resources, since its folds
-    run in it. Several: its lanes ask for the folds' CPUs and GPUs themselves, and even a
-    sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs, so the second trial's 1-CPU
-    lane could never start: the trial asks for some memory instead (Tune needs a non-empty
-    bundle), which every node has."""
+    run in it (a node that dies takes the trial with it, and Tune restarts it elsewhere,
+    resuming from its folder). Several: its lanes ask for the folds' CPUs and GPUs
+    themselves, and even a sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs, so
+    the second trial's 1-CPU lane could never start: the trial asks for some memory
+    instead (Tune needs a non-empty bundle), on the head node: it only waits on its lanes,
+    and a worker node that died must cost those lanes a retry, not the trial."""
     if n_lanes > 1:
-        return {"memory": TRIAL_MEMORY}
+        return {"memory": TRIAL_MEMORY, HEAD_NODE: 0.001}
     res = config.resources.per_fold
     return {"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu > 0 else {})}
 
@@ -152,19 +104,44 @@ def run_tune(
     resume: bool,
     cache: Path,
 ):
-    """Run (or resume) the search over the checked `space`; returns Tune's ResultGrid and
-    the shared phase files of each fold ({fold: {stem: path}}, empty without reuse)."""
+    """Run (or resume) the search over the checked `space`; returns Tune's ResultGrid."""
     config = prepared.config
     n_folds = len(prepared.plans)
     dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
     phases = reuse.reusable_phases(list(space), config.tune.reuse)
-    shared = precompute_shared(prepared, folder, board, phases, dataset_ref, cache, lanes.shared)
+    if phases:
+
+        def run_until(todo, work, until, loaded):
+            return run_folds_on_ray(
+                todo,
+                work,
+                board,
+                run_prefix="shared-",
+                dataset_ref=dataset_ref,
+                until=until,
+                n_lanes=lanes.shared,
+                shared=loaded,
+            )
+
+        shared = compute_shared(
+            prepared,
+            folder.path / "shared",
+            board,
+            phases,
+            cache,
+            run_until,
+            resume=resume,
+            before="the trials",
+        )
+    else:
+        board.say("raycv: reuse off: the search changes pretraining and stage 1 settings")
+        shared = {}
     plan = TrialPlan(
         base=config.to_dict(),
         dataset=dataset_ref,
         fold_of=prepared.fold_of,
         plans=prepared.plans,
-        fingerprint=prepared.dataset.fingerprint(),
+        sites=prepared.sites,
         tune_dir=str(folder.path.resolve()),
         shared=shared,
         n_lanes=lanes.per_trial,
@@ -184,7 +161,7 @@ def run_tune(
         tuner = tune.Tuner.restore(
             str(experiment), trainable, resume_unfinished=True, resume_errored=True
         )
-        return tuner.fit(), shared
+        return tuner.fit()
     callbacks = [
         TrialProgress(str(folder.log_path.resolve()), n_folds, config.tune.num_samples),
         *tune_callbacks(storage, config.tracking, config.name),
@@ -221,7 +198,7 @@ def run_tune(
             callbacks=callbacks,
         ),
     )
-    return tuner.fit(), shared
+    return tuner.fit()
 
 
 @dataclass
@@ -275,7 +252,7 @@ def tune_experiment(
             f"raycv: {'resuming' if resumed else 'starting'} search {config.name!r}: "
             f"{config.tune.num_samples} trials x {n_folds} folds -> {folder}"
         )
-        grid, shared = run_tune(prepared, folder, board, space, lanes, resumed, cache)
+        grid = run_tune(prepared, folder, board, space, lanes, resumed, cache)
     finally:
         board.close()
         if started_here:
@@ -288,7 +265,6 @@ def tune_experiment(
         folder.path,
         trials.loc[trials["trial_id"] == summary["best"]["trial_id"]].iloc[0],
         config.name,
-        shared,
     )
     folder.write_json("summary.json", summary)
     return TuneOutcome(folder, summary, top_table(trials, list(space), summary))

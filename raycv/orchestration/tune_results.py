@@ -8,7 +8,6 @@ own inner-validation kappa and takes its outer kappa there: the search never saw
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from raycv.errors import RaycvError
-from raycv.units import parse_unit, unit_label
+from raycv.statistics.nested import nested_estimate
+from raycv.summary import read_summary
 
 OBJECTIVE = "objective"  # mean over folds of the inner-validation fusion kappa
 
@@ -40,9 +40,7 @@ def trials_table(grid, searched: list[str], units: list[str], trials_dir: Path) 
         row["outer_kappa_std"] = metrics.get("outer_kappa_std")
         summary = trials_dir / str(trial_id) / "summary.json"
         row["outer_kappa_pooled"] = (
-            json.loads(summary.read_text())["models"]["fusion"]["kappa_pooled"]
-            if summary.exists()
-            else None
+            read_summary(summary).models["fusion"].kappa_pooled if summary.exists() else None
         )
         row["folds_done"] = int(metrics.get("folds_done", 0))
         if result.error is not None:
@@ -56,29 +54,6 @@ def trials_table(grid, searched: list[str], units: list[str], trials_dir: Path) 
     )
 
 
-def nested_estimate(trials: pd.DataFrame, units: list[str]) -> dict:
-    """Mean over outer folds (of every repeat) of the outer kappa of the trial best on
-    that fold's own inner-validation kappa."""
-    picks = []
-    for unit in units:
-        val, outer = f"val_kappa_{unit}", f"outer_kappa_{unit}"
-        scored = trials.dropna(subset=[val, outer])
-        if scored.empty:
-            raise RaycvError(f"no trial finished {unit_label(unit)}; see the trials' run.log files")
-        best = scored.loc[scored[val].astype(float).idxmax()]
-        repeat, fold = parse_unit(unit)
-        picks.append(
-            {
-                "repeat": repeat,
-                "fold": fold,
-                "trial_id": best["trial_id"],
-                "val_kappa": float(best[val]),
-                "outer_kappa": float(best[outer]),
-            }
-        )
-    return {"kappa_mean": float(np.mean([p["outer_kappa"] for p in picks])), "per_fold": picks}
-
-
 def best_trial(trials: pd.DataFrame) -> pd.Series:
     """The best trial by the objective among those that finished every fold (a trial ASHA
     stopped after one fold must not win on a single fold's score)."""
@@ -88,26 +63,16 @@ def best_trial(trials: pd.DataFrame) -> pd.Series:
     return complete.loc[complete["val_kappa_mean"].astype(float).idxmax()]
 
 
-def publish_best(
-    tune_dir: Path, best: pd.Series, name: str, shared: dict[str, dict[str, Path]]
-) -> Path:
+def publish_best(tune_dir: Path, best: pd.Series, name: str) -> Path:
     """Copy the best trial's run folder to best/ and its config to best.yaml (runnable).
-
-    A trial loaded the phases it shares with the others (`shared`: {fold: {stem: path}})
-    from the cache instead of keeping copies; best/ gets them, so that it holds every
-    model of every fold, as any run folder does, and `raycv predict` can use it.
-    """
+    A trial's folder already holds every model of every fold, the phases it loaded from
+    the shared cache included (lifecycle.finish_run), so best/ is a plain run folder that
+    `raycv predict` can use."""
     source = tune_dir / "trials" / str(best["trial_id"])
     target = tune_dir / "best"
     shutil.rmtree(target, ignore_errors=True)
     # Ray's own trainer state stays with the trial; best/ is a plain run folder
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("ray"))
-    for unit, files in shared.items():
-        fold_dir = target / "checkpoints" / unit
-        for stem, path in files.items():
-            if not (fold_dir / f"{stem}.pt").exists():
-                fold_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, fold_dir / f"{stem}.pt")
     text = (source / "config.yaml").read_text()
     best_yaml = tune_dir / "best.yaml"
     best_yaml.write_text(
@@ -119,7 +84,7 @@ def publish_best(
 
 def tune_summary(trials: pd.DataFrame, searched: list[str], units: list[str], wall: float) -> dict:
     best = best_trial(trials)
-    nested = nested_estimate(trials, units)
+    nested = nested_estimate(trials, units, "trial_id")
     return {
         "objective": "mean over folds of the inner-validation fusion kappa",
         "searched": searched,

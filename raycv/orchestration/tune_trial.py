@@ -8,7 +8,6 @@ reports to Tune after each fold in fold order, so ASHA's rungs compare the same 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,16 @@ import numpy as np
 import ray
 from ray import tune
 
-from raycv import config as config_mod
-from raycv.experiment import Prepared, write_results
-from raycv.folds import FoldSplit, folds_table
+from raycv.experiment import Prepared
+from raycv.folds import FoldSplit
+from raycv.lifecycle import finish_run, start_run
 from raycv.metrics import kappa
 from raycv.orchestration.ray_runner import run_folds_on_ray
 from raycv.orchestration.sequential import run_sequential
 from raycv.orchestration.tune_results import OBJECTIVE
 from raycv.orchestration.tune_space import trial_config
 from raycv.progress import ProgressBoard
-from raycv.provenance import now, provenance
+from raycv.provenance import now
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
 
@@ -39,7 +38,7 @@ class TrialPlan:
     dataset: Any  # ObjectRef of the Dataset (put again on every (re)start of the search)
     fold_of: np.ndarray  # (R, N) outer fold per sample in each repeat
     plans: list[FoldSplit]
-    fingerprint: str  # the dataset's, for each trial's provenance.json
+    sites: list[str] | None  # leave one site out: the site of each fold, in order
     tune_dir: str  # the tune folder; trial folders are <tune_dir>/trials/<trial id>
     shared: dict[str, dict[str, Path]]  # per unit: the shared phases' files to load
     n_lanes: int  # lanes each trial runs its folds in (its share of the cluster)
@@ -77,14 +76,12 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
     """A Tune function trainable: one full cross-validation of one setting."""
     config = trial_config(plan.base, params)
     dataset = ray.get(plan.dataset)
-    prepared = Prepared(config, dataset, plan.fold_of, plan.plans)
+    prepared = Prepared(config, dataset, plan.fold_of, plan.plans, plan.sites)
     trial_id = tune.get_context().get_trial_id()
     folder = RunFolder(Path(plan.tune_dir) / "trials" / trial_id)
     started = now()
-    if not folder.exists():
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.write_text("config.yaml", config_mod.dump(config))
-        folder.write_csv("folds.csv", folds_table(dataset, prepared.fold_of))
+    # a trial Tune restarted (its process died) continues the folder it had begun
+    start_run(folder, prepared, resume=folder.exists(), overwrite=False)
     units = [p.unit for p in prepared.plans]
     board = ProgressBoard(units, folder.log_path, quiet=True)
     n_folds = len(units)
@@ -104,12 +101,17 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
             tune.report(trial_metrics(done, first, dataset, config.metrics.kappa_weights))
 
     def finish_folder(results: list[FoldResult]) -> None:
-        for k, files in plan.shared.items():  # each trial's folder stands alone
-            for stem, path in files.items():
-                if not folder.fold_dir(k).joinpath(f"{stem}.pt").exists():
-                    shutil.copy2(path, folder.fold_dir(k) / f"{stem}.pt")
-        write_results(prepared, folder, results, wall=sum(r.seconds for r in results))
-        folder.write_json("provenance.json", provenance(plan.fingerprint, started, "ray-tune"))
+        # wall: the trial's own fold seconds (its folds share the cluster with other trials)
+        wall = sum(r.seconds for r in results)
+        finish_run(
+            folder,
+            prepared,
+            results,
+            started=started,
+            wall=wall,
+            executor="ray-tune",
+            shared=plan.shared,
+        )
 
     try:
         if plan.n_lanes == 1:

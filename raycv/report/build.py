@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raycv.report.ablation import build_ablation_report, is_ablation_folder
 from raycv.report.checklist import checklist_section
 from raycv.report.document import Document, Figure
 from raycv.report.head import head_section
@@ -40,7 +41,9 @@ def build_report(run_dir: Path, n_boot: int = 2000, seed: int = 0) -> list[Path]
     """Write the report of a run folder (or tune folder) into it; returns the files written:
     report.html, report.md, then the figures."""
     run_dir = Path(run_dir)
-    if is_tune_folder(run_dir):
+    if is_ablation_folder(run_dir):
+        doc = build_ablation_report(run_dir)
+    elif is_tune_folder(run_dir):
         tune = load_tune(run_dir)
         sections = [head_section(tune.best), *tune_sections(tune, run_dir)]
         sections += run_sections(tune.best, n_boot, seed, run_dir, "best_", "Best trial")

@@ -16,8 +16,8 @@ TITLE = "Appendix: reporting checklist (TRIPOD+AI, CLAIM)"
 
 
 def checklist_rows(run: RunRecord, comparison_title: str, searched: bool) -> list[list[str]]:
-    split_by = run.config.get("cv", {}).get("split_by")
-    subgroups = list(run.summary.get("subgroups") or {})
+    split_by = run.config.cv.split_by
+    subgroups = list(run.summary.subgroups or {})
     return [
         [
             "Partitioning of the data by patient",

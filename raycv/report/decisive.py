@@ -16,6 +16,7 @@ from raycv.report.load import RunRecord
 from raycv.report.scores import ModelScores
 from raycv.statistics.bootstrap import Interval, paired_difference, repeat_confusions
 from raycv.statistics.corrected import CorrectedTTest, compare
+from raycv.summary import RunSummary
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _on_common_visits(run: RunRecord, confusions: dict, a: str, b: str):
     )
 
 
-def stage2_kept(summary: dict) -> tuple[int, int] | None:
+def stage2_kept(summary: RunSummary) -> tuple[int, int] | None:
     """(folds that kept stage 2, folds); None when the run has no two-stage fusion."""
-    kept = [k for k in summary.get("stage2_kept", []) if k is not None]
+    kept = [k for k in summary.stage2_kept if k is not None]
     return (sum(bool(k) for k in kept), len(kept)) if kept else None

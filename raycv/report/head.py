@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from raycv.config import Config
+from raycv.phases import TRAINED
 from raycv.report.document import Section, Table
 from raycv.report.load import RunRecord
 
@@ -19,43 +21,40 @@ def provenance(run: RunRecord) -> dict:
 
 def split_text(run: RunRecord) -> str:
     """How the outer folds were made: folds x repeats, or one site per fold."""
-    cv = run.config.get("cv", {})
+    cv = run.config.cv
     n_patients = len(set(run.patient_id))
-    folds = cv.get("folds")
-    if cv.get("split_by"):
-        sites = run.summary.get("sites") or []
+    if cv.split_by:
+        sites = run.summary.sites or []
         named = f": {', '.join(map(str, sites))}" if sites else ""
         return (
-            f"leave one site out: one outer fold per value of {cv['split_by']!r} "
-            f"({folds} sites{named}; cv.split_by), {n_patients} patients; inner splits "
+            f"leave one site out: one outer fold per value of {cv.split_by!r} "
+            f"({cv.folds} sites{named}; cv.split_by), {n_patients} patients; inner splits "
             "grouped by patient"
         )
-    repeats = cv.get("repeats", 1)
     source = (
-        f"from {cv['folds_file']} (cv.folds_file)"
-        if cv.get("folds_file")
-        else (f"stratified by label, cv.seed {cv.get('seed', 0)}")
+        f"from {cv.folds_file} (cv.folds_file)"
+        if cv.folds_file
+        else f"stratified by label, cv.seed {cv.seed}"
     )
-    times = f"{folds} folds × {repeats} repeat{'s' if repeats != 1 else ''}"
+    times = f"{cv.folds} folds × {cv.repeats} repeat{'s' if cv.repeats != 1 else ''}"
     return f"{times}, grouped by patient ({n_patients} patients), {source}"
 
 
-def _epochs(config: dict) -> str:
+def _epochs(config: Config) -> str:
     parts = []
-    for phase in ("pretrain", "stage1", "stage2"):
-        p = config.get(phase, {})
-        parts.append(f"{phase} {p.get('epochs')} (patience {p.get('patience')})")
-    monitor = config.get("early_stopping", {}).get("monitor", "val_kappa")
+    for phase in TRAINED:  # each has its config section of the same name
+        p = getattr(config, phase)
+        parts.append(f"{phase} {p.epochs} (patience {p.patience})")
+    monitor = config.early_stopping.monitor
     return "; ".join(parts) + f"; early stopping on inner-validation {monitor}"
 
 
-def _fusion(config: dict, has_fusion: bool) -> str:
+def _fusion(config: Config, has_fusion: bool) -> str:
     if not has_fusion:
         return "none (one branch)"
-    fusion = config.get("fusion", {})
-    weights = fusion.get("weights") or {}
+    weights = config.fusion.weights or {}
     shown = ", ".join(f"{m} {w:.2f}" for m, w in weights.items())
-    if fusion.get("mode") == "learned":
+    if config.fusion.mode == "learned":
         return f"learned per fold on the inner-validation split (start: {shown})"
     return f"fixed weights: {shown}"
 
@@ -72,46 +71,40 @@ def _wall(seconds) -> str:
 
 def settings_rows(run: RunRecord) -> list[list[str]]:
     config = run.config
-    data = config.get("data", {})
-    stage2 = config.get("stage2", {})
-    forest = config.get("metadata", {})
+    data, stage2, forest = config.data, config.stage2, config.metadata
     prov = provenance(run)
     commit = prov.get("git_commit")
     version = f"raycv {prov.get('raycv_version', '?')}" + (f" (commit {commit})" if commit else "")
-    source = data.get("path") or "the built-in synthetic cohort ({patients} patients, seed {seed})"
-    source = source.format(**data.get("synthetic", {})) if not data.get("path") else source
-    inner = config.get("cv", {}).get("inner_val_fraction")
+    cohort = data.synthetic
+    source = data.path or (
+        f"the built-in synthetic cohort ({cohort.patients} patients, seed {cohort.seed})"
+    )
     return [
         ["outer cross-validation", split_text(run)],
         [
             "inner validation",
-            f"{inner:.0%} of each training fold's patients: early stopping and every in-fold "
-            "choice (stage 1 or 2, learned weights)"
-            if isinstance(inner, float)
-            else "n/a",
+            f"{config.cv.inner_val_fraction:.0%} of each training fold's patients: early "
+            "stopping and every in-fold choice (stage 1 or 2, learned weights)",
         ],
         [
             "stage 2",
-            f"lr {stage2.get('lr')}, unfreeze_depth {stage2.get('unfreeze_depth')}, "
-            f"BatchNorm {stage2.get('batchnorm', 'frozen')}",
+            f"lr {stage2.lr}, unfreeze_depth {stage2.unfreeze_depth}, BatchNorm {stage2.batchnorm}",
         ],
         ["fusion", _fusion(config, run.has_fusion)],
         ["epochs (most)", _epochs(config)],
         [
             "random forest",
-            f"{forest.get('n_estimators')} trees, max_depth "
-            f"{forest.get('max_depth') or 'unlimited'}, "
-            f"class_weight {forest.get('class_weight')}",
+            f"{forest.n_estimators} trees, max_depth {forest.max_depth or 'unlimited'}, "
+            f"class_weight {forest.class_weight}",
         ],
         [
             "data",
-            f"{source}; modalities {', '.join(data.get('modalities') or [])}; visits without "
-            f"an image: {data.get('missing_images', 'refuse')}; fingerprint "
-            f"{prov.get('dataset_fingerprint', 'n/a')}",
+            f"{source}; modalities {', '.join(config.modalities)}; visits without an image: "
+            f"{data.missing_images}; fingerprint {prov.get('dataset_fingerprint', 'n/a')}",
         ],
         [
             "wall time",
-            f"{_wall(run.summary.get('wall_seconds'))} (executor {prov.get('executor', '?')})",
+            f"{_wall(run.summary.wall_seconds)} (executor {prov.get('executor', '?')})",
         ],
         ["software", f"{version}; run ended {str(prov.get('ended', '?')).replace('T', ' ')}"],
     ]

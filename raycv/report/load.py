@@ -1,7 +1,8 @@
 """Reading a finished run folder or tune folder for a report; never writes.
 
 Class order comes from summary.json (the config's order), never from the labels seen:
-every matrix, per-class column and kappa weight depends on it.
+every matrix, per-class column and kappa weight depends on it. config.yaml is read by
+the config's own loader, so every setting has its value, defaults filled in.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from raycv import config as config_mod
+from raycv.config import Config
 from raycv.errors import RaycvError
+from raycv.summary import RunSummary, read_summary
 
 SINGLE_MODALITY_EXCLUDED = ("fusion_stage1", "fusion")
 
@@ -31,9 +34,9 @@ class RunRecord:
     predictions: pd.DataFrame  # predictions.csv as written
     y: np.ndarray  # (n,) true class index per sample
     preds: dict[str, np.ndarray]  # model -> (n,) predicted class index, -1: no prediction
-    summary: dict
+    summary: RunSummary
     history: pd.DataFrame | None  # None: the run has no history.csv
-    config: dict
+    config: Config  # config.yaml, as the run resolved it
 
     @property
     def folds(self) -> np.ndarray:
@@ -54,7 +57,7 @@ class RunRecord:
     def unit_labels(self) -> list[str]:
         """A column label per unit: "fold k", "r<i> f<k>" with repeats, the site's name when
         each fold is one site (cv.split_by)."""
-        sites = self.summary.get("sites")
+        sites = self.summary.sites
         if sites and len(sites) == len(self.units):
             return [str(site) for site in sites]
         if len({r for r, _ in self.units}) > 1:
@@ -79,7 +82,7 @@ class RunRecord:
 
     @property
     def monitor(self) -> str:
-        return self.summary.get("monitor", "val_kappa")
+        return self.summary.monitor
 
 
 @dataclass
@@ -111,13 +114,9 @@ def load_run(path: str | Path) -> RunRecord:
             f"{path} is not a raycv run folder (no config.yaml, no summary.json): pass a "
             "folder that `raycv run` or `raycv tune` wrote, e.g. runs/<name>"
         )
-    summary = json.loads(_need(path / "summary.json", "the run's summary").read_text())
-    if "models" not in summary:
-        raise RaycvError(f"{path / 'summary.json'} has no 'models': not a run folder's summary")
-    config_file = path / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-    classes = list(summary.get("classes") or config["data"]["classes"])
-    models = list(summary["models"])
+    summary = read_summary(_need(path / "summary.json", "the run's summary"))
+    config = config_mod.load(_need(path / "config.yaml", "the run's config"))
+    classes, models = list(summary.classes), list(summary.models)
     table_file = _need(path / "predictions.csv", "the out-of-fold predictions")
     # labels and ids as text: a class named "1" must not become the integer 1
     text_columns = ["sample_id", "patient_id", "label", *(f"pred_{m}" for m in models)]
@@ -137,9 +136,9 @@ def load_run(path: str | Path) -> RunRecord:
     history_file = path / "history.csv"
     return RunRecord(
         path=path,
-        name=str(config.get("name", path.name)),
+        name=config.name,
         classes=classes,
-        kappa_weights=summary["kappa_weights"],
+        kappa_weights=summary.kappa_weights,
         models=models,
         predictions=predictions,
         y=as_index("label"),

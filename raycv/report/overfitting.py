@@ -10,14 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from raycv.phases import PRETRAIN, TRAINED
+
 GAP_LIMIT = 0.2
-PHASES = ("pretrain", "stage1", "stage2")
 
 
 def phase_label(phase: str, branch) -> str:
     """'pretrain (thermal_map)' where several branches pretrain; the phase otherwise."""
-    if phase == "pretrain" and isinstance(branch, str) and branch:
-        return f"pretrain ({branch})"
+    if phase == PRETRAIN and isinstance(branch, str) and branch:
+        return f"{PRETRAIN} ({branch})"
     return phase
 
 
@@ -26,8 +27,8 @@ def phases_of(history: pd.DataFrame) -> list[tuple[str, str | None]]:
     has_branch = "branch" in history.columns
     keys = history[["phase", "branch"]] if has_branch else history[["phase"]].assign(branch=None)
     pairs = keys.drop_duplicates().itertuples(index=False, name=None)
-    rank = {p: i for i, p in enumerate(PHASES)}
-    return sorted(pairs, key=lambda pb: (rank.get(pb[0], len(PHASES)), str(pb[1])))
+    rank = {p: i for i, p in enumerate(TRAINED)}
+    return sorted(pairs, key=lambda pb: (rank.get(pb[0], len(TRAINED)), str(pb[1])))
 
 
 def kept_epoch(curve: pd.DataFrame, monitor: str) -> pd.Series:

@@ -24,8 +24,8 @@ def _cell(score: dict) -> str:
 
 def subgroup_section(run: RunRecord, out_dir: Path, prefix: str = "") -> Section:
     section = Section(TITLE)
-    groups = run.summary.get("subgroups") or {}
-    asked = list((run.config.get("report") or {}).get("subgroups") or [])
+    groups = run.summary.subgroups or {}
+    asked = list(run.config.report.subgroups)
     if not groups:
         how = f"`raycv report {run.path} --set report.subgroups=[{','.join(asked or ['age', 'sex'])}]`"
         text = (
@@ -38,7 +38,7 @@ def subgroup_section(run: RunRecord, out_dir: Path, prefix: str = "") -> Section
         )
         section.blocks.append(Paragraph(text))
         return section
-    boot = run.summary.get("subgroups_bootstrap", {})
+    boot = run.summary.subgroups_bootstrap or {}
     section.blocks.append(
         Paragraph(
             f"Kappa ({run.kappa_weights}) per value of each column, pooled over that group's "
@@ -50,7 +50,7 @@ def subgroup_section(run: RunRecord, out_dir: Path, prefix: str = "") -> Section
             "group has a wide interval: compare intervals, not point estimates."
         )
     )
-    pooled = {m: s.get("kappa_pooled") for m, s in run.summary["models"].items()}
+    pooled = {m: s.kappa_pooled for m, s in run.summary.models.items()}
     for column, values in groups.items():
         models = list(next(iter(values.values()))) if values else []
         rows = [

@@ -4,14 +4,13 @@ run, its statistics recomputed from the folder's files, without training.
 Only `report.*` keys may change: every other key changes what was trained, which only a
 new run can answer. The run's config.yaml gains the new report settings, so the folder
 stays consistent (its summary.json describes its config.yaml); no checkpoint is read or
-written. The subgroups need the dataset's metadata table: it is read through the data
-layer from config.yaml's `data.path` (or the synthetic cohort regenerated from its
-settings), without reading an image.
+written. The subgroups need the dataset's metadata table: this command reads it
+(raycv.subgroup_data) from config.yaml's `data.path` (or the synthetic cohort regenerated
+from its settings), without reading an image, and hands it to the statistics.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +20,8 @@ from raycv import config as config_mod
 from raycv.errors import RaycvError
 from raycv.runfolder import RunFolder
 from raycv.statistics import with_statistics
-
-# summary.json's fields this module recomputes; everything else is kept as the run wrote it
-RECOMPUTED = ("comparisons", "subgroups", "subgroups_bootstrap")
+from raycv.subgroup_data import subgroup_table
+from raycv.summary import read_summary
 
 
 def report_overrides(overrides: list[str]) -> list[tuple[str, object]]:
@@ -57,14 +55,13 @@ def refresh_statistics(path: str | Path, overrides: list[str], n_boot: int, seed
             "nothing to recompute (is the run finished? `raycv run ... --resume` completes it)"
         )
     config = config_mod.from_dict(yaml.safe_load(files["config.yaml"].read_text()), parsed)
-    summary = json.loads(files["summary.json"].read_text())
-    models = list(summary["models"])
+    summary = read_summary(files["summary.json"])
     # ids, labels and predictions as text: a class named "1" must stay the label "1"
-    text = ["sample_id", "patient_id", "label", *(f"pred_{m}" for m in models)]
+    text = ["sample_id", "patient_id", "label", *(f"pred_{m}" for m in summary.models)]
     predictions = pd.read_csv(files["predictions.csv"], dtype={c: str for c in text})
-    kept = {k: v for k, v in summary.items() if k not in RECOMPUTED}
-    summary = with_statistics(kept, predictions, config, n_boot=n_boot, seed=seed)
+    # the statistics are recomputed; everything else is kept as the run wrote it
+    summary = with_statistics(summary, predictions, subgroup_table(config), n_boot, seed)
     folder = RunFolder(target)
-    folder.write_json("summary.json", summary)
+    folder.write_json("summary.json", summary.to_json())
     folder.write_text("config.yaml", config_mod.dump(config))
     return target

@@ -32,24 +32,7 @@ N_QUANTILES = 4
 
 
 class SubgroupError(RaycvError, ValueError):
-    """A report.subgroups column the data cannot give."""
-
-
-def check_columns(columns: list[str], available: list[str], roles: list[str], where: str) -> None:
-    """Refuse, by name, a subgroup column that is not in the metadata table (or is an id or
-    the label, which make no subgroup)."""
-    if dup := sorted({c for c in columns if columns.count(c) > 1}):
-        raise SubgroupError(f"report.subgroups lists {dup} more than once; name each column once")
-    if clash := [c for c in columns if c in roles]:
-        raise SubgroupError(
-            f"report.subgroups={columns} names {clash}, an id or label column: a subgroup is "
-            f"a value shared by several patients' visits; choose among {available}"
-        )
-    if unknown := [c for c in columns if c not in available]:
-        raise SubgroupError(
-            f"report.subgroups names {unknown}, not a column of {where}; its columns are "
-            f"{available} (fix the name or drop it from report.subgroups)"
-        )
+    """Predictions whose visits the metadata table does not hold."""
 
 
 def _number(value: float) -> str:

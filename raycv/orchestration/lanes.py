@@ -1,0 +1,66 @@
+"""Lane planning: how many folds run at once, and which lane runs which fold.
+
+A lane is one Ray Train trainer (one worker with a fold's resources) that runs its folds
+one after another; there are as many lanes as folds fit on the cluster at once. Fold k
+always runs in lane k mod L, and lanes have deterministic run names, so a rerun with
+--resume gives each unfinished fold the lane (and the checkpoints) it had before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import ray
+
+from raycv.folds import FoldSplit
+
+
+@dataclasses.dataclass
+class Lane:
+    name: str  # the trainer's run name: deterministic, so that a rerun resumes it
+    plans: list[FoldSplit]
+
+
+def lane_count(
+    config, n_folds: int, share: int = 1, joined: bool = False, total: dict | None = None
+) -> int:
+    """How many lanes: `resources.concurrent_folds` if set; else as many folds as the
+    cluster runs at once (split `share` ways when Tune runs trials side by side) on a Ray
+    raycv started, or every fold on a cluster it joined: there each fold's lane asks for
+    its own resources, which is what makes an autoscaler add the nodes. total: the
+    cluster's resources (default: asked from the running Ray)."""
+    wanted = config.resources.concurrent_folds
+    if wanted is None and joined:
+        wanted = n_folds
+    elif wanted is None:
+        total = ray.cluster_resources() if total is None else total
+        wanted = fold_slots(config.resources.per_fold, total) // share
+    return max(1, min(n_folds, wanted))
+
+
+def plan_lanes(
+    plans: list[FoldSplit], pending: list[FoldSplit], n_lanes: int, prefix: str = ""
+) -> list[Lane]:
+    """The lanes that still have work: fold plans[i] runs in lane i mod n_lanes.
+
+    The assignment depends on all folds, not on which are pending, so a resumed run
+    gives each unfinished fold the lane (and so the checkpoints) it had before.
+    """
+    todo = {p.unit for p in pending}
+    lanes = []
+    for i in range(n_lanes):
+        mine = [p for p in plans[i::n_lanes] if p.unit in todo]
+        if mine:
+            lanes.append(Lane(f"{prefix}lane{i}of{n_lanes}", mine))
+    return lanes
+
+
+def fold_slots(per, total: dict) -> int:
+    """How many folds asking `per` (resources.per_fold) fit at once in `total` (Ray's
+    cluster resources). The epsilon goes inside the floor: 1 CPU / 0.1 is 9.999... in
+    floats, and `1 // 0.1` is 9.0."""
+    slots = math.floor(total.get("CPU", 0) / per.cpu + 1e-9)
+    if per.gpu > 0:
+        slots = min(slots, math.floor(total.get("GPU", 0) / per.gpu + 1e-9))
+    return max(1, slots)
