@@ -23,7 +23,6 @@ from raycv import config as config_mod
 from raycv.checkpoints import PhaseStore
 from raycv.config import Config
 from raycv.data import load_dataset, load_table, resolve_config
-from raycv.data.dataset import Dataset
 from raycv.errors import DataError
 from raycv.folds import (
     FoldSplit,
@@ -34,6 +33,7 @@ from raycv.folds import (
     split_column,
 )
 from raycv.lifecycle import finish_run, start_run
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.provenance import now
 from raycv.results import FoldResult
@@ -41,17 +41,6 @@ from raycv.runfolder import RunFolder
 from raycv.subgroup_data import check_subgroups
 from raycv.summary import RunSummary
 from raycv.tracking import check_tracking
-
-
-@dataclass
-class Prepared:
-    """A validated experiment: resolved config, loaded data, every fold's split."""
-
-    config: Config
-    dataset: Dataset
-    fold_of: np.ndarray  # (R, N) outer fold per sample in each repeat (R = cv.repeats)
-    plans: list[FoldSplit]
-    sites: list[str] | None = None  # leave one site out: the site each fold holds, in order
 
 
 def prepare(config: Config) -> Prepared:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from raycv.data.dataset import Dataset
 from raycv.folds import folds_table
+from raycv.prepared import Prepared
 from raycv.provenance import provenance
 from raycv.results import (
     FoldResult,
@@ -30,10 +31,6 @@ from raycv.runfolder import RESUMABLE_CHANGES, RunFolder
 from raycv.statistics import with_statistics
 from raycv.subgroup_data import subgroup_table
 from raycv.summary import RunSummary
-
-if TYPE_CHECKING:
-    from raycv.data.dataset import Dataset
-    from raycv.experiment import Prepared
 
 
 def start_run(

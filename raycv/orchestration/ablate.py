@@ -27,9 +27,9 @@ from raycv.ablation import COMBOS, AblationSummary, ablation_summary
 from raycv.combinations import Combination, combination_config, combinations, reference
 from raycv.config import ConfigError
 from raycv.errors import RunFolderError
-from raycv.experiment import Prepared
 from raycv.lifecycle import finish_run, start_run
 from raycv.phases import FOREST, PRETRAIN
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.provenance import now, provenance
 from raycv.results import FoldResult
@@ -154,14 +154,7 @@ def compute_shared(
         return run_folds(todo, work, board, until, loaded)
 
     return compute(
-        prepared,
-        folder.path / "shared",
-        board,
-        phases,
-        cache,
-        run_until,
-        resume=resume,
-        before="the combinations",
+        prepared, folder, board, phases, cache, run_until, resume=resume, before="the combinations"
     )
 
 

@@ -22,13 +22,14 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 from raycv.errors import RaycvError
-from raycv.experiment import Prepared, reuse_finished_folds
+from raycv.experiment import reuse_finished_folds
 from raycv.orchestration.connect import check_ray_gpus, connect
 from raycv.orchestration.fold_worker import LaneTask, train_lane
 from raycv.orchestration.lane_wave import LaneWave, first_line, worker_cause
 from raycv.orchestration.lanes import Lane, lane_count, plan_lanes
 from raycv.orchestration.placement import cluster_address
 from raycv.orchestration.storage_check import check_shared_storage
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder

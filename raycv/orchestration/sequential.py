@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from raycv.checkpoints import PhaseStore
-from raycv.experiment import Prepared, reuse_finished_folds
+from raycv.experiment import reuse_finished_folds
 from raycv.fold import run_fold
 from raycv.orchestration.placement import check_gpu_request, fold_device, fold_threads
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder

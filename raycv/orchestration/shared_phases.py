@@ -15,8 +15,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from raycv.experiment import Prepared
 from raycv.orchestration import reuse
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.runfolder import RunFolder
 
@@ -46,7 +46,7 @@ def shared_phase_files(
 
 def compute_shared(
     prepared: Prepared,
-    workdir: Path,
+    owner: RunFolder,
     board: ProgressBoard,
     phases: list[str],
     cache: Path,
@@ -56,8 +56,10 @@ def compute_shared(
     before: str,
 ) -> dict[str, dict[str, Path]]:
     """Compute the shared `phases` once per unit (or find them cached); {unit: {stem: path}}.
-    workdir: where the folds run up to the last phase (kept by a resumed run, so phases
-    it finished before are not computed again). before: what waits on them, in words."""
+    The folds run up to the last phase in `owner`'s shared/ (kept by a resumed run, so
+    phases it finished before are not computed again). before: what waits on them, in
+    words."""
+    workdir = owner.path / "shared"
     files = shared_phase_files(prepared, phases, cache)
     missing = [k for k, f in files.items() if not all(p.exists() for p in f.values())]
     if not missing:

@@ -23,7 +23,6 @@ from ray import tune
 
 from raycv.config import Config
 from raycv.errors import RunFolderError
-from raycv.experiment import Prepared
 from raycv.folds import folds_table
 from raycv.orchestration import reuse
 from raycv.orchestration.connect import connect
@@ -42,6 +41,7 @@ from raycv.orchestration.tune_results import (
 )
 from raycv.orchestration.tune_space import RESUMABLE_TUNE_KEYS, check_search, samplers
 from raycv.orchestration.tune_trial import TrialPlan, run_trial
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.runfolder import RESUMABLE_CHANGES, RunFolder
 
@@ -124,14 +124,7 @@ def run_tune(
             )
 
         shared = compute_shared(
-            prepared,
-            folder.path / "shared",
-            board,
-            phases,
-            cache,
-            run_until,
-            resume=resume,
-            before="the trials",
+            prepared, folder, board, phases, cache, run_until, resume=resume, before="the trials"
         )
     else:
         board.say("raycv: reuse off: the search changes pretraining and stage 1 settings")

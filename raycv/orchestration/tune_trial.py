@@ -16,7 +16,6 @@ import numpy as np
 import ray
 from ray import tune
 
-from raycv.experiment import Prepared
 from raycv.folds import FoldSplit
 from raycv.lifecycle import finish_run, start_run
 from raycv.metrics import kappa
@@ -24,6 +23,7 @@ from raycv.orchestration.ray_runner import run_folds_on_ray
 from raycv.orchestration.sequential import run_sequential
 from raycv.orchestration.tune_results import OBJECTIVE
 from raycv.orchestration.tune_space import trial_config
+from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.provenance import now
 from raycv.results import FoldResult
