@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from raycv.combinations import Combination
 from raycv.statistics.bootstrap import bootstrap_kappa, patient_draws, repeat_confusions
@@ -145,7 +144,6 @@ def combination_row(combo: Combination, run: RunSummary, merged: pd.DataFrame) -
     )
     draws = patient_draws(confusions.shape[1], BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
     interval = bootstrap_kappa(confusions, draws, run.kappa_weights)
-    f1 = f1_score(y[known], pred[known], labels=list(range(n)), average=None, zero_division=0)
     val = [f.val_kappa.get(combo.model) for f in run.folds]
     val = [v for v in val if v is not None and v == v]
     return {
@@ -159,7 +157,7 @@ def combination_row(combo: Combination, run: RunSummary, merged: pd.DataFrame) -
         "inner_val_kappa_mean": float(np.mean(val)) if val else None,
         "accuracy_mean": scores.accuracy_mean,
         "macro_f1_mean": scores.macro_f1_mean,
-        **{f"f1_{c}": float(f1[i]) for i, c in enumerate(classes)},
+        **{f"f1_{c}": scores.f1_per_class[c] for c in classes},
         "brier": scores.brier,
         "ece": scores.ece,
         "n_predicted": scores.n_predicted,

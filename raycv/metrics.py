@@ -33,6 +33,11 @@ def macro_f1(y_true, y_pred, n_classes: int) -> float:
     )
 
 
+def f1_per_class(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """(C,) F1 of each class, in class order (0 for a class never predicted nor present)."""
+    return f1_score(y_true, y_pred, labels=list(range(n_classes)), average=None, zero_division=0)
+
+
 def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
     """(C, C) counts; rows = true class, columns = predicted, in class order."""
     return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from raycv.metrics import accuracy, kappa, macro_f1
+from raycv.metrics import accuracy, f1_per_class, kappa, macro_f1
 from raycv.summary import FoldSummary, ModelSummary
 from raycv.units import unit_name
 
@@ -100,7 +100,7 @@ def summarize(
     predictions: pd.DataFrame, models, classes, kappa_weights: str
 ) -> dict[str, ModelSummary]:
     """Per-model kappas per (repeat, fold) unit, their mean and std, the pooled kappa,
-    accuracy and macro F1, from predictions.
+    accuracy, macro F1 and each class's pooled F1, from predictions.
 
     Pooled: the kappa of all out-of-fold predictions of a repeat together, averaged over
     repeats (each repeat predicts every visit once). Each model is scored on the visits it
@@ -132,6 +132,9 @@ def summarize(
             n_predicted=int(known.sum()),
             brier=None,  # calibration: raycv.statistics.with_statistics
             ece=None,
+            f1_per_class=dict(
+                zip(classes, map(float, f1_per_class(y[known], pred[known], n)), strict=True)
+            ),
         )
     return out
 

@@ -7,7 +7,7 @@ the order they have always had, NaN written as null and numpy scalars as Python 
 `from_json` reads one back. A summary written by an earlier raycv reads too: before
 cv.repeats it had no `repeats` (one) and no fold `repeat` (0); before the statistics no
 `comparisons`, `subgroups`, `subgroups_bootstrap`, `brier`, `ece` (None); before masked
-images no `n_predicted` (None).
+images no `n_predicted` (None); before ablation no `f1_per_class` (None).
 """
 
 from __future__ import annotations
@@ -65,13 +65,16 @@ class ModelSummary:
     n_predicted: int | None  # prediction rows it predicts (data.missing_images: mask)
     brier: float | None  # multi-class Brier score; None: no prediction row
     ece: float | None  # expected calibration error, 10 confidence bins
+    # each class's F1 over all the model's prediction rows (pooled), in class order: the
+    # rare class's is what a macro mean hides
+    f1_per_class: dict[str, float] | None = None
 
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, obj: dict, where: str = "summary.json") -> ModelSummary:
-        earlier = {"n_predicted": None, "brier": None, "ece": None}
+        earlier = {"n_predicted": None, "brier": None, "ece": None, "f1_per_class": None}
         return cls(**_values(cls, obj, where, earlier))
 
 

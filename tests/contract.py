@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, f1_score
 
 from raycv import config as config_mod
 
@@ -77,6 +77,10 @@ def check_run_folder(path: str | Path) -> dict:
         np.testing.assert_allclose(s["kappa_pooled"], pooled, atol=1e-9)
         assert 0 <= s["accuracy_mean"] <= 1 and 0 <= s["macro_f1_mean"] <= 1
         assert s["n_predicted"] == len(scored)
+        # each class's F1, pooled over the model's prediction rows
+        f1 = f1_score(scored["label"], scored[f"pred_{m}"], labels=classes, average=None)
+        assert list(s["f1_per_class"]) == classes
+        np.testing.assert_allclose(list(s["f1_per_class"].values()), f1, atol=1e-9)
     n_folds = folds["fold"].nunique()
     n_units = len(folds.groupby(["repeat", "fold"]))
     assert len(summary["stage2_kept"]) == n_units and summary["wall_seconds"] > 0

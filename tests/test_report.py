@@ -114,8 +114,11 @@ def test_the_table_is_what_scikit_learn_computes_from_predictions_csv(run_dir, r
         assert cells[1 : len(folds) + 3] == expected, model
         low, high = (float(v) for v in cells[len(folds) + 3].strip("[]").split(", "))
         assert low <= pooled + 5e-4 and pooled - 5e-4 <= high and low < high
-        assert cells[-4] == f"{accuracy_score(y, p):.3f}"
-        assert cells[-3] == f"{f1_score(y, p, labels=classes, average='macro'):.3f}"
+        n = len(classes)
+        assert cells[-4 - n] == f"{accuracy_score(y, p):.3f}"
+        assert cells[-3 - n] == f"{f1_score(y, p, labels=classes, average='macro'):.3f}"
+        per_class = f1_score(y, p, labels=classes, average=None)
+        assert cells[-2 - n : -2] == [f"{v:.3f}" for v in per_class]  # F1 of each class
         probs = pred[[f"prob_{model}_{c}" for c in classes]].to_numpy(dtype=float)
         onehot = (y.to_numpy()[:, None] == np.asarray(classes)[None, :]).astype(float)
         assert cells[-2] == f"{np.mean(((probs - onehot) ** 2).sum(1)):.3f}"  # Brier

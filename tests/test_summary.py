@@ -69,7 +69,8 @@ def old_summary(prepared, results, wall: float) -> dict:
     for m, s in scores.items():
         plain = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
         del plain["brier"], plain["ece"]
-        per_model[m] = {**plain, **calibrated[m]}
+        f1 = plain.pop("f1_per_class")  # new with the ablation: after what was there
+        per_model[m] = {**plain, **calibrated[m], "f1_per_class": f1}
     summary = {
         "kappa_weights": weights,
         "classes": config.classes,

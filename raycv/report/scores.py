@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
+from raycv.metrics import f1_per_class
 from raycv.report.load import RunRecord
 from raycv.statistics.bootstrap import Interval, bootstrap_kappa, repeat_confusions
 from raycv.statistics.calibration import calibration
@@ -30,6 +31,7 @@ class ModelScores:
     kappa_pooled: Interval
     accuracy: float  # over every prediction row
     macro_f1: float  # over every prediction row
+    f1_per_class: list[float]  # each class's F1 over every prediction row, in class order
     n_predicted: int  # visits the model predicts (an image model: those with its image)
     brier: float | None  # multi-class Brier score of its probabilities (0 is perfect)
     ece: float | None  # expected calibration error, 10 equal-width confidence bins
@@ -84,6 +86,7 @@ def model_scores(run: RunRecord, confusions: dict, draws: np.ndarray) -> list[Mo
                 macro_f1=float(
                     f1_score(y, pred, labels=list(range(n)), average="macro", zero_division=0)
                 ),
+                f1_per_class=[float(v) for v in f1_per_class(y, pred, n)],
                 n_predicted=int(known.sum()),
                 brier=calibrated[m]["brier"],
                 ece=calibrated[m]["ece"],

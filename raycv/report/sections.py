@@ -49,6 +49,7 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
         pooled = _interval_cells(s.kappa_pooled)
         rows.append(
             [s.model, *folds, mean, *pooled, number(s.accuracy), number(s.macro_f1)]
+            + [number(f) for f in s.f1_per_class]
             + [number(s.brier), number(s.ece)]
             + ([str(s.n_predicted)] if partial else [])
         )
@@ -62,6 +63,7 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
             "95% CI",
             "accuracy",
             "macro F1",
+            *[f"F1 {c}" for c in run.classes],
             "Brier",
             "ECE",
             *(["visits"] if partial else []),
@@ -71,7 +73,7 @@ def comparison_table(scores, run: RunRecord, n_boot: int) -> Table:
             f"Cohen's kappa ({run.kappa_weights}) on the outer test folds. Pooled: all "
             "out-of-fold predictions together (with repeats: the mean over repeats of each "
             f"repeat's), 95% CI from {n_boot} bootstrap resamples of the {n_patients} "
-            "patients. Accuracy and macro F1: pooled. Calibration of the "
+            "patients. Accuracy, macro F1 and each class's F1: pooled. Calibration of the "
             "probabilities, pooled: Brier score (mean squared distance to the true class, 0 "
             f"is perfect, {1 - 1 / len(run.classes):.3f} is a uniform guess) and ECE "
             "(expected calibration error: the gap between confidence and accuracy over 10 "
