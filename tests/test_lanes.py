@@ -7,7 +7,7 @@ import pytest
 
 from raycv.config import ConfigError
 from raycv.folds import FoldSplit
-from raycv.orchestration.lanes import lane_count, plan_lanes
+from raycv.orchestration.lanes import lane_count, plan_lanes, wave_jobs
 from tests.conftest import tiny_config
 
 
@@ -16,12 +16,17 @@ def plans(n: int) -> list[FoldSplit]:
     return [FoldSplit(k, empty, empty, empty, empty) for k in range(n)]
 
 
+def jobs(n: int):
+    return wave_jobs([plans(n)], [""])
+
+
 def folds_by_lane(lanes) -> dict[str, list[int]]:
-    return {lane.name: [p.fold for p in lane.plans] for lane in lanes}
+    return {lane.name: [job.plan.fold for job in lane.jobs] for lane in lanes}
 
 
 def test_folds_are_dealt_round_robin_to_named_lanes():
-    assert folds_by_lane(plan_lanes(plans(5), plans(5), 2, "t1-")) == {
+    everything = {f"fold{k}" for k in range(5)}
+    assert folds_by_lane(plan_lanes(jobs(5), everything, 2, "t1-")) == {
         "t1-lane0of2": [0, 2, 4],
         "t1-lane1of2": [1, 3],
     }
@@ -30,9 +35,21 @@ def test_folds_are_dealt_round_robin_to_named_lanes():
 def test_a_resumed_run_keeps_each_unfinished_fold_in_its_lane():
     """Lane assignment depends on all folds, so a fold resumes from its own lane's
     checkpoints; a lane with nothing left to do is not started."""
-    all_folds = plans(5)
-    pending = [all_folds[k] for k in (2, 4)]
-    assert folds_by_lane(plan_lanes(all_folds, pending, 2)) == {"lane0of2": [2, 4]}
+    assert folds_by_lane(plan_lanes(jobs(5), {"fold2", "fold4"}, 2)) == {"lane0of2": [2, 4]}
+
+
+def test_a_wave_of_several_runs_deals_their_units_to_lanes_in_turn():
+    """An ablation's combinations share one wave of lanes: each unit keyed by its run's
+    tag, dealt round robin over every run's units, so no lane idles between runs."""
+    wave = wave_jobs([plans(3), plans(3)], ["c3", "c4"])
+    assert [j.key for j in wave] == [
+        "c3-fold0", "c3-fold1", "c3-fold2", "c4-fold0", "c4-fold1", "c4-fold2"
+    ]  # fmt: skip
+    lanes = plan_lanes(wave, {j.key for j in wave}, 2)
+    assert [[j.key for j in lane.jobs] for lane in lanes] == [
+        ["c3-fold0", "c3-fold2", "c4-fold1"],
+        ["c3-fold1", "c4-fold0", "c4-fold2"],
+    ]
 
 
 def test_lane_count_follows_the_config_and_never_exceeds_the_folds():

@@ -28,7 +28,8 @@ from raycv.combinations import Combination, combination_config, combinations, re
 from raycv.config import ConfigError
 from raycv.errors import RunFolderError
 from raycv.lifecycle import finish_run, start_run
-from raycv.phases import FOREST, PRETRAIN
+from raycv.orchestration.runs import RunToTrain
+from raycv.phases import FOREST, PRETRAIN, pretrain_file
 from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.provenance import now, provenance
@@ -63,25 +64,29 @@ def default_output(config) -> Path:
     return Path("runs") / f"{config.name}-ablation"
 
 
-# Runs one prepared run's folds into a folder: (prepared, folder, board, until, shared)
-# -> results (none with until). The sequential executor, or Ray lanes on a connected Ray.
-RunFolds = Callable[
-    [Prepared, RunFolder, ProgressBoard, "str | None", dict[str, dict[str, Path]]],
-    list[FoldResult],
-]
+# Trains the folds of several runs (one wave of lanes on Ray), keeping executor state in
+# `home`: (runs, home, until) -> each run's results (none with until).
+Train = Callable[[list[RunToTrain], RunFolder, "str | None"], list[list[FoldResult]]]
 # Opens an executor for the whole ablation: (prepared, folder, board) -> a context manager
-# yielding its RunFolds (Ray is started once, the dataset put once, for every combination).
-OpenRunner = Callable[[Prepared, RunFolder, ProgressBoard], AbstractContextManager[RunFolds]]
+# yielding its Train (Ray is started once, the dataset put once, for every wave).
+OpenRunner = Callable[[Prepared, RunFolder, ProgressBoard], AbstractContextManager[Train]]
+
+
+def train_here(runs: list[RunToTrain], home: RunFolder, until: str | None = None):
+    """The reference executor's Train: each run's folds in turn, in this process."""
+    from raycv.orchestration.sequential import run_sequential
+
+    return [
+        run_sequential(
+            r.prepared, r.folder, r.board, shared=r.shared, on_result=r.on_result, until=until
+        )
+        for r in runs
+    ]
 
 
 def sequential_runner(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
     """The reference executor for an ablation: every fold in this process."""
-    from raycv.orchestration.sequential import run_sequential
-
-    def run(run_prepared, run_folder, run_board, until, shared):
-        return run_sequential(run_prepared, run_folder, run_board, shared=shared, until=until)
-
-    return nullcontext(run)
+    return nullcontext(train_here)
 
 
 @dataclass
@@ -120,11 +125,9 @@ def ablate(
             f"{len(combos)} combinations of {config.modalities} on {len(units)} folds, "
             f"executor {executor_name} -> {folder}"
         )
-        with open_runner(prepared, folder, board) as run_folds:
-            shared = compute_shared(prepared, folder, board, cache, run_folds, resume=resumed)
-            for i, combo in enumerate(combos, 1):
-                run_combination(prepared, combo, folder, board, run_folds, shared, executor_name)
-                board.say(f"raycv: combination {combo.name} done ({i}/{len(combos)})")
+        with open_runner(prepared, folder, board) as train:
+            shared = compute_shared(prepared, folder, board, cache, train, resume=resumed)
+            run_combinations(prepared, combos, folder, board, train, shared, executor_name)
     finally:
         board.close()
     shared_phases = sorted({Path(f).stem for files in shared.values() for f in files.values()})
@@ -139,7 +142,7 @@ def compute_shared(
     folder: RunFolder,
     board: ProgressBoard,
     cache: Path,
-    run_folds: RunFolds,
+    train: Train,
     *,
     resume: bool,
 ) -> dict[str, dict[str, Path]]:
@@ -151,58 +154,65 @@ def compute_shared(
     phases += [PRETRAIN] if config.image_modalities else []
 
     def run_until(todo, work, until, loaded):
-        return run_folds(todo, work, board, until, loaded)
+        return train([RunToTrain(todo, work, board, loaded)], work, until)
 
     return compute(
         prepared, folder, board, phases, cache, run_until, resume=resume, before="the combinations"
     )
 
 
-def run_combination(
+def run_combinations(
     prepared: Prepared,
-    combo: Combination,
+    combos: list[Combination],
     folder: RunFolder,
     board: ProgressBoard,
-    run_folds: RunFolds,
+    train: Train,
     shared: dict[str, dict[str, Path]],
     executor_name: str,
 ) -> None:
-    """One combination's complete run folder under combos/, its shared phases loaded; a
-    combination an earlier (killed) ablation finished is kept as it is."""
-    run = for_combination(prepared, combo)
-    target = RunFolder(folder.path / COMBOS / combo.name)
-    if target.file("provenance.json").exists():  # finish_run writes it last
-        board.event(f"combination {combo.name}: finished earlier (reused)")
-        return
+    """Every combination's complete run folder under combos/, its shared phases loaded.
+    A one-modality combination only gathers its model's saved predictions, here; the
+    fusions' folds train together, in one wave of lanes on Ray. A combination an earlier
+    (killed) ablation finished is kept as it is."""
     started, t0 = now(), time.time()
-    start_run(target, run, resume=target.exists(), overwrite=False)
-    mine = {unit: _own_files(files, run.config) for unit, files in shared.items()}
-    combo_board = ProgressBoard([p.unit for p in run.plans], target.log_path, quiet=True)
-    if len(combo.modalities) == 1:
-        # its one model was computed with the shared phases: the folds only gather its
-        # saved predictions, quicker here than a trainer's start
-        with sequential_runner(run, target, combo_board) as here:
-            run_folds = here
-    try:
+    runs, single, pending = [], [], []
+    for index, combo in enumerate(combos):
+        target = RunFolder(folder.path / COMBOS / combo.name)
+        if target.file("provenance.json").exists():  # finish_run writes it last
+            board.say(f"raycv: combination {combo.name} finished earlier (kept)")
+            continue
+        run = for_combination(prepared, combo)
+        start_run(target, run, resume=target.exists(), overwrite=False)
+        combo_board = ProgressBoard([p.unit for p in run.plans], target.log_path, quiet=True)
         combo_board.say(f"raycv: combination {combo.name} of ablation {prepared.config.name!r}")
-        results = run_folds(run, target, combo_board, None, mine)
+        mine = {unit: _own_files(files, run.config) for unit, files in shared.items()}
+        # the tag keys its folds in the wave by its place among the combinations
+        spec = RunToTrain(run, target, combo_board, mine, tag=f"c{index}")
+        (single if len(combo.modalities) == 1 else runs).append(spec)
+        pending.append(combo)
+    if runs:
+        names = ", ".join(c.name for c in pending if len(c.modalities) > 1)
+        board.say(f"raycv: training the fusions of {names} together")
+    try:
+        results = train_here(single, folder) + (train(runs, folder, None) if runs else [])
     finally:
-        combo_board.close()
-    finish_run(
-        target,
-        run,
-        results,
-        started=started,
-        wall=time.time() - t0,
-        executor=executor_name,
-        shared=mine,
-    )
+        for spec in single + runs:
+            spec.board.close()
+    for spec, result in zip(single + runs, results, strict=True):
+        finish_run(
+            spec.folder,
+            spec.prepared,
+            result,
+            started=started,
+            wall=time.time() - t0,
+            executor=executor_name,
+            shared=spec.shared,
+        )
+        board.say(f"raycv: combination {spec.folder.path.name} done")
 
 
 def _own_files(files: dict[str, Path], config) -> dict[str, Path]:
     """The shared files a combination's folds load: its forest, its modalities' pretraining."""
-    from raycv.phases import pretrain_file
-
     wanted = {FOREST} if "metadata" in config.modalities else set()
     wanted |= {pretrain_file(m) for m in config.image_modalities}
     return {stem: path for stem, path in files.items() if stem in wanted}

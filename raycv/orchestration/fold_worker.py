@@ -36,12 +36,13 @@ class LaneTask:
     nothing heavier than this module.
     """
 
-    config: dict  # the run's Config as a dict (Config.to_dict())
+    configs: list[dict]  # the wave's runs' Configs as dicts (Config.to_dict()), by run
     lane: str  # the lane's run name
-    plans: list[dict]  # the lane's folds in the order it runs them: FoldSplit fields
+    # the lane's folds in the order it runs them: {"key": unique in the wave, "run": index
+    # into configs, "plan": FoldSplit fields, "shared": {stem: phase file to load}}
+    jobs: list[dict]
     dataset: Any  # ObjectRef of the Dataset, put once by the driver
     relay: Any  # handle of the driver's ProgressRelay actor
-    shared: dict[str, dict[str, Path]]  # per unit: phase files computed elsewhere to load
     run_folder: str  # where the driver writes (a lane checks that it sees it)
     until: str | None = None  # a phase to stop each fold after (no result), or None
 
@@ -69,7 +70,8 @@ def train_lane(cfg: dict) -> None:
 
     task: LaneTask = cfg["task"]
     check_visible_here(task.run_folder)  # a node that joined after the driver's check
-    config = from_dict(task.config)
+    configs = [from_dict(c) for c in task.configs]
+    config = configs[0]  # every run of a wave asks for the same resources per fold
     torch.set_num_threads(fold_threads(config))
     dataset = ray.get(task.dataset)  # zero-copy, read-only views of the driver's arrays
     relay, lane, until = task.relay, task.lane, task.until
@@ -94,9 +96,9 @@ def train_lane(cfg: dict) -> None:
         relay.push.remote((fold, phase, epoch, row))
 
     try:
-        for fields in task.plans:
-            plan = FoldSplit(**fields)
-            k = plan.unit
+        for job in task.jobs:
+            plan = FoldSplit(**job["plan"])
+            k = job["key"]  # the unit, or with several runs in the wave <run tag>-<unit>
             fold_dir = local / k
             marker = fold_dir / DONE_MARKER
             if marker.exists():  # finished before this worker restarted
@@ -109,10 +111,16 @@ def train_lane(cfg: dict) -> None:
                 note += f"; resumed from its finished phases {', '.join(phases)}"
             relay.push.remote((k, "restart" if phases else "start", -1, {"note": note}))
             store = PhaseStore(
-                fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=task.shared[k]
+                fold_dir, on_save=lambda phase, k=k: report(k, phase), shared=job["shared"]
             )
             result = run_fold(
-                dataset, plan, config, store=store, progress=progress, device=device, until=until
+                dataset,
+                plan,
+                configs[job["run"]],
+                store=store,
+                progress=lambda unit, *event, k=k: progress(k, *event),
+                device=device,
+                until=until,
             )
             last = "result" if result is not None else f"until-{until}"
             if result is None:  # stopped after `until` on purpose: hand over what it saved

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import ray
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -20,6 +21,7 @@ from raycv.checkpoints import PhaseStore
 from raycv.errors import RaycvError
 from raycv.orchestration.connect import resources_in_words
 from raycv.orchestration.lanes import Lane
+from raycv.phases import RESULT
 from raycv.progress import ProgressBoard
 from raycv.results import FoldResult
 from raycv.runfolder import RunFolder
@@ -58,28 +60,43 @@ def start_relay():
     ).remote()
 
 
+@dataclass
+class WaveRun:
+    """One run whose folds a wave trains: where its finished folds go and who hears of them."""
+
+    folder: RunFolder  # finished folds' checkpoints are copied to folder.fold_dir(unit)
+    board: ProgressBoard  # its progress and finished folds
+    on_result: Callable[[FoldResult], None] | None = None
+    results: dict[str, FoldResult] = field(default_factory=dict)  # unit -> result
+    name: str = ""  # how the wave's board names the run (a combination), if it is not its own
+
+
 class LaneWave:
-    """The lanes of one run while they train: starts each lane's trainer in a thread,
-    relays the workers' progress to the board, copies each fold the workers announce as
-    finished into the run folder, and records the folds a lane ended without."""
+    """The lanes of one wave while they train: starts each lane's trainer in a thread,
+    relays the workers' progress to each run's board, copies each fold the workers
+    announce as finished into its run's folder, and records the folds a lane ended
+    without. A wave trains one run's folds, or several runs' (an ablation's combinations)."""
 
     def __init__(
         self,
-        folder: RunFolder,
-        board: ProgressBoard,
+        runs: list[WaveRun],
+        units: dict[str, tuple[int, str]],
+        storage: str,
         until: str | None,
-        results: dict[str, FoldResult],
-        waiting: set[str],
-        on_result: Callable[[FoldResult], None] | None,
+        board: ProgressBoard | None = None,
     ):
-        self.folder, self.board, self.until = folder, board, until
-        self.results, self.waiting, self.on_result = results, waiting, on_result
+        """units: key -> (run index, unit) of every fold still to train; storage: Ray
+        Train's storage of the lanes' checkpoints; board: where the wave says what it does
+        (default: the first run's)."""
+        self.runs, self.until = runs, until
+        self.board = board or runs[0].board
+        self.units, self.waiting = units, set(units)
         self.relay = start_relay()
         self.ended: queue.Queue = queue.Queue()  # (lane, Result or exception) per lane
         self.running = 0
         self.lanes: list[Lane] = []
         self.asks: dict = {}  # what each lane's worker asks for (per_fold), for the note
-        self.storage_fs, self.storage_root = filesystem(folder.ray_storage)
+        self.storage_fs, self.storage_root = filesystem(storage)
 
     def launch(self, lane: Lane, trainer: DataParallelTrainer) -> None:
         def fit() -> None:
@@ -92,11 +109,11 @@ class LaneWave:
         threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
         self.running += 1
         self.lanes.append(lane)
-        folds = ", ".join(p.unit.removeprefix("fold") for p in lane.plans)  # 0, 1, r1-fold0
+        folds = ", ".join(j.key.removeprefix("fold") for j in lane.jobs)  # 0, 1, r1-fold0
         self.board.event(f"ray: launched {lane.name} (folds {folds})")
 
     def wait(self) -> dict[str, BaseException]:
-        """Until every lane has ended; returns {unit: error} for the folds left unfinished."""
+        """Until every lane has ended; returns {key: error} for the folds left unfinished."""
         failures: dict[str, BaseException] = {}
         while self.running:
             self.absorb()
@@ -109,16 +126,19 @@ class LaneWave:
             self.running -= 1
             self.absorb()  # the lane announced its last fold before it returned
             error = outcome if isinstance(outcome, BaseException) else outcome.error
-            for plan in lane.plans:
-                if plan.unit in self.waiting:
-                    failures[plan.unit] = error or RuntimeError(f"{lane.name} ended without it")
-                    cause = worker_cause(failures[plan.unit])
-                    self.board.fold_done(
-                        plan.unit,
-                        f"FAILED: {type(cause).__name__}: {first_line(cause)}",
-                        ok=False,
+            for job in lane.jobs:
+                if job.key in self.waiting:
+                    failures[job.key] = error or RuntimeError(f"{lane.name} ended without it")
+                    cause = worker_cause(failures[job.key])
+                    run, unit = self.units[job.key]
+                    self.runs[run].board.fold_done(
+                        unit, f"FAILED: {type(cause).__name__}: {first_line(cause)}", ok=False
                     )
         return failures
+
+    def _not_heard(self, key: str) -> bool:
+        run, unit = self.units[key]
+        return self.runs[run].board.is_waiting(unit)
 
     def waiting_note(self) -> str:
         """What the lanes not started yet ask for, and what the cluster has now: a fold
@@ -126,8 +146,8 @@ class LaneWave:
         waiting = [
             lane
             for lane in self.lanes
-            if all(self.board.is_waiting(p.unit) for p in lane.plans if p.unit in self.waiting)
-            and any(p.unit in self.waiting for p in lane.plans)
+            if all(self._not_heard(j.key) for j in lane.jobs if j.key in self.waiting)
+            and any(j.key in self.waiting for j in lane.jobs)
         ]
         if not waiting:
             return ""
@@ -140,29 +160,39 @@ class LaneWave:
 
     def absorb(self) -> None:
         events, finished = ray.get(self.relay.drain.remote())
-        for event in events:
-            self.board.update(*event)
+        for key, *event in events:
+            if key in self.units:
+                run, unit = self.units[key]
+                self.runs[run].board.update(unit, *event)
         for item in finished:
             self.collect(*item)
 
-    def collect(self, lane: str, k: str, checkpoint: str) -> None:
-        """Copy a finished fold's checkpoint into the run folder; record its result."""
-        if k not in self.waiting:  # announced again by a worker that restarted
+    def collect(self, lane: str, key: str, checkpoint: str) -> None:
+        """Copy a finished fold's checkpoint into its run's folder; record its result."""
+        if key not in self.waiting:  # announced again by a worker that restarted
             return
-        source = f"{self.storage_root}/{lane}/{checkpoint}/{k}"
+        run_index, unit = self.units[key]
+        run = self.runs[run_index]
+        source = f"{self.storage_root}/{lane}/{checkpoint}/{key}"
         if not exists(self.storage_fs, source):
-            raise RaycvError(f"{unit_label(k)} finished but its checkpoint is missing: {source}")
-        copy_tree(self.storage_fs, source, *filesystem(self.folder.fold_dir(k)))
-        self.waiting.discard(k)
+            raise RaycvError(f"{unit_label(unit)} finished but its checkpoint is missing: {source}")
+        copy_tree(self.storage_fs, source, *filesystem(run.folder.fold_dir(unit)))
+        self.waiting.discard(key)
         if self.until is not None:
-            self.board.fold_done(k, f"done up to {self.until}")
+            run.board.fold_done(unit, f"done up to {self.until}")
             return
-        fold_result = FoldResult.from_dict(PhaseStore(self.folder.fold_dir(k)).load("result"))
-        self.results[k] = fold_result
-        self.board.fold_done(k, f"done in {fold_result.seconds:.0f}s")
-        self.folder.sync()
-        if self.on_result is not None:
-            self.on_result(fold_result)
+        fold_result = FoldResult.from_dict(PhaseStore(run.folder.fold_dir(unit)).load(RESULT))
+        run.results[unit] = fold_result
+        run.board.fold_done(unit, f"done in {fold_result.seconds:.0f}s")
+        if run.board is not self.board:  # several runs: the wave's board names the run
+            left = len(self.waiting)
+            self.board.say(
+                f"raycv: {run.name} {unit_label(unit)} done in {fold_result.seconds:.0f}s "
+                f"({left} fold(s) of the wave left)"
+            )
+        run.folder.sync()
+        if run.on_result is not None:
+            run.on_result(fold_result)
 
 
 def worker_cause(exc: BaseException) -> BaseException:

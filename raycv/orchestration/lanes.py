@@ -1,4 +1,5 @@
-"""Lane planning: how many folds run at once, and which lane runs which fold.
+"""Lane planning: how many folds run at once, and which lane runs which fold (a job: one
+unit of one run; a wave may train several runs' units, as an ablation's combinations).
 
 A lane is one Ray Train trainer (one worker with a fold's resources) that runs its folds
 one after another; there are as many lanes as folds fit on the cluster at once. Fold k
@@ -16,10 +17,29 @@ import ray
 from raycv.folds import FoldSplit
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One (repeat, fold) unit of one run of a wave, as a lane runs it."""
+
+    run: int  # which run of the wave (one run: 0; an ablation: one per combination)
+    plan: FoldSplit
+    key: str  # unique in the wave: the unit (fold0, r1-fold2), or <run tag>-<unit>
+
+
 @dataclasses.dataclass
 class Lane:
     name: str  # the trainer's run name: deterministic, so that a rerun resumes it
-    plans: list[FoldSplit]
+    jobs: list[Job]
+
+
+def wave_jobs(plans_of_runs: list[list[FoldSplit]], tags: list[str]) -> list[Job]:
+    """Every unit of every run, run after run; a run with an empty tag keys its units by
+    their own names (what a single run's checkpoints have always been called)."""
+    return [
+        Job(i, plan, f"{tag}-{plan.unit}" if tag else plan.unit)
+        for i, (plans, tag) in enumerate(zip(plans_of_runs, tags, strict=True))
+        for plan in plans
+    ]
 
 
 def lane_count(
@@ -39,18 +59,16 @@ def lane_count(
     return max(1, min(n_folds, wanted))
 
 
-def plan_lanes(
-    plans: list[FoldSplit], pending: list[FoldSplit], n_lanes: int, prefix: str = ""
-) -> list[Lane]:
-    """The lanes that still have work: fold plans[i] runs in lane i mod n_lanes.
+def plan_lanes(jobs: list[Job], pending: set[str], n_lanes: int, prefix: str = "") -> list[Lane]:
+    """The lanes that still have work: jobs[i] runs in lane i mod n_lanes (pending: the
+    keys of the jobs not finished yet).
 
-    The assignment depends on all folds, not on which are pending, so a resumed run
-    gives each unfinished fold the lane (and so the checkpoints) it had before.
+    The assignment depends on all jobs, not on which are pending, so a resumed run gives
+    each unfinished fold the lane (and so the checkpoints) it had before.
     """
-    todo = {p.unit for p in pending}
     lanes = []
     for i in range(n_lanes):
-        mine = [p for p in plans[i::n_lanes] if p.unit in todo]
+        mine = [job for job in jobs[i::n_lanes] if job.key in pending]
         if mine:
             lanes.append(Lane(f"{prefix}lane{i}of{n_lanes}", mine))
     return lanes

@@ -25,9 +25,10 @@ from raycv.errors import RaycvError
 from raycv.experiment import reuse_finished_folds
 from raycv.orchestration.connect import check_ray_gpus, connect
 from raycv.orchestration.fold_worker import LaneTask, train_lane
-from raycv.orchestration.lane_wave import LaneWave, first_line, worker_cause
-from raycv.orchestration.lanes import Lane, lane_count, plan_lanes
+from raycv.orchestration.lane_wave import LaneWave, WaveRun, first_line, worker_cause
+from raycv.orchestration.lanes import Lane, lane_count, plan_lanes, wave_jobs
 from raycv.orchestration.placement import cluster_address
+from raycv.orchestration.runs import RunToTrain
 from raycv.orchestration.storage_check import check_shared_storage
 from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
@@ -41,34 +42,41 @@ class FoldFailedError(RaycvError):
 
 
 def lane_trainer(
-    prepared: Prepared,
+    runs: list[RunToTrain],
     lane: Lane,
-    folder: RunFolder,
+    home: RunFolder,
     dataset_ref,
     relay,
     until: str | None = None,
-    shared: dict[int, dict[str, Path]] | None = None,
 ) -> DataParallelTrainer:
-    """A one-worker Ray Train trainer that runs one lane's folds.
+    """A one-worker Ray Train trainer that runs one lane's folds (of one or several runs).
 
     DataParallelTrainer rather than TorchTrainer: a fold is one process, so it needs no
     torch.distributed process group, whose set-up cost ~7 s per trainer on 2 cores here.
     Ray Train still gives the lane its resources, retries, checkpoints and resume.
-    Every checkpoint is kept: the driver copies each finished fold's from storage.
+    Every checkpoint is kept (in home's Ray storage): the driver copies each finished
+    fold's from there into its run's folder.
     """
-    config = prepared.config
+    config = runs[0].prepared.config
     res = config.resources.per_fold
     task = LaneTask(
-        config=config.to_dict(),
+        configs=[r.prepared.config.to_dict() for r in runs],
         lane=lane.name,
-        # plain arrays: the controller need not import raycv's folds (and scikit-learn)
-        plans=[dataclasses.asdict(plan) for plan in lane.plans],
+        jobs=[
+            {
+                "key": job.key,
+                "run": job.run,
+                # plain arrays: the controller need not import raycv's folds (scikit-learn)
+                "plan": dataclasses.asdict(job.plan),
+                "shared": runs[job.run].shared.get(job.plan.unit, {}),
+            }
+            for job in lane.jobs
+        ],
         dataset=dataset_ref,
         relay=relay,
-        shared={p.unit: (shared or {}).get(p.unit, {}) for p in lane.plans},
         # a lane checks it sees the run folder before it trains (nodes that joined
         # after the driver's check_shared_storage, e.g. autoscaled GPU nodes)
-        run_folder=folder.uri or str(folder.path.resolve()),
+        run_folder=home.uri or str(home.path.resolve()),
         until=until,
     )
     return DataParallelTrainer(
@@ -81,7 +89,7 @@ def lane_trainer(
         ),
         run_config=RunConfig(
             name=lane.name,
-            storage_path=folder.ray_storage,
+            storage_path=home.ray_storage,
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
         ),
     )
@@ -106,27 +114,65 @@ def run_folds_on_ray(
     computing them. on_result: called with each fold's result as it finishes.
     n_lanes: how many folds run at once (lane_count decides it).
     """
-    results, pending = reuse_finished_folds(prepared, folder, board)
-    if on_result is not None:
-        for r in results.values():
-            on_result(r)
-    if not pending:
-        return [results[p.unit] for p in prepared.plans if p.unit in results]
+    run = RunToTrain(prepared, folder, board, shared or {}, on_result)
+    (results,) = run_wave(
+        [run],
+        folder,
+        n_lanes=n_lanes,
+        run_prefix=run_prefix,
+        dataset_ref=dataset_ref,
+        until=until,
+    )
+    return results
 
-    if not folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
-        folder.path.mkdir(parents=True, exist_ok=True)
+
+def run_wave(
+    runs: list[RunToTrain],
+    home: RunFolder,
+    *,
+    n_lanes: int,
+    run_prefix: str = "",
+    dataset_ref=None,
+    until: str | None = None,
+    board: ProgressBoard | None = None,
+) -> list[list[FoldResult]]:
+    """Every unfinished fold of every run in one wave of lanes (no lane waits for a run to
+    end before it starts the next run's folds); per run, every fold's result. The lanes
+    keep their Ray Train state in home's storage; the first run's board says what the
+    wave does, each run's board hears of its own folds."""
+    progress, units = [], {}
+    jobs = wave_jobs([r.prepared.plans for r in runs], [r.tag for r in runs])
+    for i, r in enumerate(runs):
+        done, pending = reuse_finished_folds(r.prepared, r.folder, r.board)
+        for result in done.values() if r.on_result is not None else ():
+            r.on_result(result)
+        progress.append(WaveRun(r.folder, r.board, r.on_result, dict(done), r.folder.path.name))
+        todo = {p.unit for p in pending}
+        units |= {j.key: (i, j.plan.unit) for j in jobs if j.run == i and j.plan.unit in todo}
+    if units:
+        board = board or runs[0].board
+        _train(runs, progress, units, jobs, home, n_lanes, run_prefix, dataset_ref, until, board)
+    return [
+        [w.results[p.unit] for p in r.prepared.plans if p.unit in w.results]
+        for r, w in zip(runs, progress, strict=True)
+    ]
+
+
+def _train(runs, progress, units, jobs, home, n_lanes, run_prefix, dataset_ref, until, board):
+    for r in runs:
+        if not r.folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
+            r.folder.path.mkdir(parents=True, exist_ok=True)
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
-    per = prepared.config.resources.per_fold
-    wave = LaneWave(folder, board, until, results, {p.unit for p in pending}, on_result)
+    config = runs[0].prepared.config
+    per = config.resources.per_fold
+    wave = LaneWave(progress, units, home.ray_storage, until, board)
     wave.asks = {"CPU": per.cpu, "GPU": per.gpu}
-    dataset_ref = dataset_ref if dataset_ref is not None else ray.put(prepared.dataset)
+    dataset_ref = dataset_ref if dataset_ref is not None else ray.put(runs[0].prepared.dataset)
     try:
-        lanes = plan_lanes(prepared.plans, pending, n_lanes, run_prefix)
+        lanes = plan_lanes(jobs, set(units), n_lanes, run_prefix)
         for lane in lanes:
             # one wave: every lane starts now, none waits for another
-            wave.launch(
-                lane, lane_trainer(prepared, lane, folder, dataset_ref, wave.relay, until, shared)
-            )
+            wave.launch(lane, lane_trainer(runs, lane, home, dataset_ref, wave.relay, until))
         board.say(
             f"raycv: launched {len(lanes)} lane(s) of {per.cpu:g} CPU"
             + (f", {per.gpu:g} GPU" if per.gpu > 0 else "")
@@ -136,22 +182,23 @@ def run_folds_on_ray(
     finally:
         ray.kill(wave.relay)
     if failures:
-        k, exc = next((p.unit, failures[p.unit]) for p in prepared.plans if p.unit in failures)
+        key, exc = next((j.key, failures[j.key]) for j in jobs if j.key in failures)
+        run, unit = units[key]
         exc = worker_cause(exc)
         raise FoldFailedError(
-            f"{unit_label(k)} failed after {prepared.config.resources.max_failures} retries "
+            f"{unit_label(unit)} failed after {config.resources.max_failures} retries "
             f"({type(exc).__name__}: {first_line(exc)}); finished folds are kept: fix the "
-            f"cause and rerun with --resume (log: {folder.log_path})"
+            f"cause and rerun with --resume (log: {runs[run].folder.log_path})"
         ) from exc
-    return [results[p.unit] for p in prepared.plans if p.unit in results]
 
 
 @contextmanager
 def ray_session(prepared: Prepared, folder: RunFolder, board: ProgressBoard, address, verbose):
     """Start (or join) Ray, check what must hold before any fold trains, put the dataset
-    once; yields a function that runs a prepared run's folds in lanes
-    (prepared, folder, board, until, shared) -> results. Every run that shares the
-    session (an ablation's combinations) uses the same Ray and the same dataset."""
+    once; yields `train(runs, home, until=None)`, which trains the folds of several runs
+    (RunToTrain) in one wave of lanes kept in home's Ray storage and returns each run's
+    results. Every wave of the session (an ablation's shared phases, then its
+    combinations) uses the same Ray and the same dataset."""
     started_here = connect(address, verbose, board)
     try:
         joined = cluster_address(address) is not None
@@ -162,18 +209,13 @@ def ray_session(prepared: Prepared, folder: RunFolder, board: ProgressBoard, add
         # the whole cohort: a run that uses fewer modalities reads only its own
         dataset_ref = ray.put(prepared.dataset)
 
-        def run(run_prepared, run_folder, run_board, until=None, shared=None):
-            return run_folds_on_ray(
-                run_prepared,
-                run_folder,
-                run_board,
-                dataset_ref=dataset_ref,
-                until=until,
-                shared=shared,
-                n_lanes=n_lanes,
+        def train(runs: list[RunToTrain], home: RunFolder, until: str | None = None):
+            # the session's board tells the wave (an ablation's combinations have their own)
+            return run_wave(
+                runs, home, n_lanes=n_lanes, dataset_ref=dataset_ref, until=until, board=board
             )
 
-        yield run
+        yield train
     except KeyboardInterrupt:
         board.say("raycv: interrupted: cancelling running folds")
         raise
@@ -186,14 +228,15 @@ def ray_executor(address: str | None = None, verbose: bool = False):
     """An Executor for run_cv that starts (or joins) Ray, runs the folds, and cleans up."""
 
     def execute(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
-        with ray_session(prepared, folder, board, address, verbose) as run:
-            return run(prepared, folder, board)
+        with ray_session(prepared, folder, board, address, verbose) as train:
+            (results,) = train([RunToTrain(prepared, folder, board)], folder)
+            return results
 
     return execute
 
 
 def ray_runner(address: str | None = None, verbose: bool = False):
-    """An ablation's runner (ablate.OpenRunner): one Ray session for every combination."""
+    """An ablation's runner (ablate.OpenRunner): one Ray session for every wave."""
 
     def open_runner(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
         return ray_session(prepared, folder, board, address, verbose)
