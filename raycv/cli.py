@@ -239,15 +239,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="folder",
         help="folder: <modality>/<sample_id>[.npy|/] (default); manifest: files/ + images.csv",
     )
+    synth.add_argument(
+        "--frames",
+        action="store_true",
+        help="write each image as a box of a full camera frame (thermal: half black border; "
+        "two wounds in some frames), the boxes in images.csv (implies --layout manifest)",
+    )
     check = data_sub.add_parser(
         "check",
         help="validate a dataset folder and print its class and patient counts",
         description="Validate a dataset folder as `raycv run` would, and summarise it: classes, "
         "missing cells per column, columns read as numbers despite text, images per visit, "
-        "original sizes, file kinds, colormaps, dropped visits.",
+        "original sizes, file kinds, colormaps, boxes, dropped visits. --preview draws what "
+        "the image model is given for a few visits of each modality and class.",
     )
     check.add_argument("path", help="dataset folder")
     check.add_argument("--config", help="experiment YAML whose data.* settings apply")
+    check.add_argument(
+        "--preview",
+        metavar="FILE.png",
+        help="draw a contact sheet: per image modality and class, a few visits' images as the "
+        "model gets them (decoded, cropped, resized or padded, before normalisation)",
+    )
     _add_overrides(
         check,
         help_text="override a config key, e.g. --set data.colormaps.thermal_map=viridis "
@@ -444,10 +457,12 @@ def cmd_data(args) -> int:
             depth_map=args.depth_map,
             colormap_name=args.colormap,
             layout=args.layout,
+            frames=args.frames,
         )
         print(f"wrote the synthetic cohort ({args.patients} patients) to {args.out}")
         return 0
-    print(check_dataset(args.path, _load_config(args.config, args.overrides)))
+    config = _load_config(args.config, args.overrides)
+    print(check_dataset(args.path, config, preview_png=args.preview))
     return 0
 
 

@@ -81,6 +81,13 @@ class DataConfig:
     max_off_colormap: float = 0.05
     # a visit without an image of a selected modality: refuse | drop the visit | mask it
     missing_images: Literal["refuse", "drop", "mask"] = "refuse"
+    # image modality -> margin added on every side of each box of images.csv (xmin, ymin,
+    # xmax, ymax): an int in pixels, or a float below 1, a share of the box's side; the crop
+    # is clipped to the file
+    crop_margin: dict[str, int | float] = field(default_factory=dict)
+    # how an image becomes the CNN's square: stretch (to the square) | pad (aspect ratio
+    # kept, the longer side fitted, centred on a square filled with the scale's lowest value)
+    resize: Literal["stretch", "pad"] = "stretch"
     # metadata.csv cells read as missing; words like "None" are categories, not gaps
     na_values: list[str] = field(default_factory=lambda: list(DEFAULT_NA_VALUES))
     encoding: str = "utf-8"  # metadata.csv text encoding (a UTF-8 BOM is accepted)
@@ -94,6 +101,13 @@ class DataConfig:
             "a share in [0, 1)",
         )
         _require(bool(self.encoding.strip()), "data.encoding", self.encoding, "an encoding name")
+        for modality, margin in self.crop_margin.items():
+            _require(
+                margin >= 0 and (isinstance(margin, int) or margin < 1),
+                f"data.crop_margin.{modality}",
+                margin,
+                "an int >= 0 (pixels) or a float in [0, 1) (a share of the box's side)",
+            )
         if self.classes is not None:
             _require(len(self.classes) >= 2, "data.classes", self.classes, "two or more labels")
             _require(

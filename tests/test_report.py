@@ -430,6 +430,7 @@ def test_report_files_are_written_and_the_html_stands_alone(run_dir, report):
         "confusion.png",
         "reliability.png",
         "training_curves.png",
+        "preview.png",
     ]
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -457,6 +458,7 @@ def test_report_cli_prints_the_files_it_wrote(run_dir, tmp_path, capsys):
             "confusion.png",
             "reliability.png",
             "training_curves.png",
+            "preview.png",
         )
     ]
 
@@ -589,6 +591,7 @@ def test_a_tune_folder_reports_the_search_and_its_best_trial(tiny_search):
         "best_confusion.png",
         "best_reliability.png",
         "best_training_curves.png",
+        "best_preview.png",
     ]
     text = (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())

@@ -3,24 +3,27 @@
 `load_dataset(config)` is the one entry point the rest of raycv uses; it reads
 `data.path` when set, else generates the synthetic cohort. `resolve_config`
 fills data.classes / .modalities / .features / .columns with what the dataset
-resolves to, so a run's config.yaml is runnable as it is.
+resolves to, so a run's config.yaml is runnable as it is. `write_preview` draws what
+the image model is given for a few visits (raycv.data.preview), reading no other image.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
 from raycv.config import Config
+from raycv.data import preview
 from raycv.data.check import summarize
 from raycv.data.dataset import Dataset, ImageSet
-from raycv.data.loading import folder_settings, load_folder, read_metadata
+from raycv.data.loading import Source, assemble, folder_settings, folder_source, read_metadata
 from raycv.data.settings import Settings
 from raycv.data.synthetic import (
     synthesize,
-    synthetic_dataset,
     synthetic_settings,
+    synthetic_source,
     synthetic_table,
     write_dataset,
 )
@@ -33,9 +36,22 @@ def load_dataset(config: Config, labels: str = "required") -> Dataset:
     labels="optional": a folder without a label column loads as new visits to predict
     (notes["unlabelled"]; y is then 0 everywhere and means nothing).
     """
+    return assemble(open_source(config, labels))
+
+
+def open_source(config: Config, labels: str = "required") -> Source:
+    """A config's dataset before its images are read (raycv.data.loading.Source)."""
     if config.data.path is not None:
-        return load_folder(config, labels_optional=labels == "optional")
-    return synthetic_dataset(config)
+        return folder_source(config, labels_optional=labels == "optional")
+    return synthetic_source(config)
+
+
+def write_preview(config: Config, path: str | Path, per_class: int = preview.PER_CLASS) -> str:
+    """Draw the contact sheet of a config's cohort into the PNG `path` (raycv.data.preview);
+    -> one line saying what it shows. DataError if the dataset cannot be read."""
+    sheet = preview.sheet(open_source(config), per_class)
+    preview.write(sheet, path)
+    return preview.describe(sheet)
 
 
 def load_table(config: Config) -> pd.DataFrame:
@@ -70,11 +86,15 @@ def resolve_config(config: Config) -> Config:
     return dataclasses.replace(config, data=data)
 
 
-def check_dataset(path: str, config: Config | None = None) -> str:
-    """Load and validate the folder at `path`; -> a short human summary (DataError if bad)."""
+def check_dataset(path: str, config: Config | None = None, preview_png: str | None = None) -> str:
+    """Load and validate the folder at `path`; -> a short human summary (DataError if bad).
+    With `preview_png`, also draw the contact sheet of what the image model is given."""
     config = config or Config()
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(path)))
-    return summarize(load_dataset(config), where=str(path))
+    text = summarize(load_dataset(config), where=str(path))
+    if preview_png is not None:
+        text += f"\npreview: {preview_png}: {write_preview(config, preview_png)}"
+    return text
 
 
 __all__ = [
@@ -85,9 +105,11 @@ __all__ = [
     "check_dataset",
     "load_dataset",
     "load_table",
+    "open_source",
     "resolve_config",
     "resolved_settings",
     "summarize",
     "synthesize",
     "write_dataset",
+    "write_preview",
 ]

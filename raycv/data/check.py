@@ -57,8 +57,11 @@ def _images(dataset: Dataset) -> list[str]:
     lines = [f"image modalities{f' (found via {layout})' if layout else ''}:"]
     stats = dataset.notes.get("images", {})
     for modality, images in dataset.images.items():
-        lines.append(f"  {modality}: {len(images)} images, {images.size}x{images.size} for the CNN")
-        s = stats.get(modality)
+        s = stats.get(modality) or {}
+        padded = " (padded: aspect ratio kept)" if s.get("resize") == "pad" else ""
+        lines.append(
+            f"  {modality}: {len(images)} images, {images.size}x{images.size} for the CNN{padded}"
+        )
         if not s:
             continue
         v = s["visits"]
@@ -68,6 +71,8 @@ def _images(dataset: Dataset) -> list[str]:
         if s["images"]:
             (h0, h1), (w0, w1) = s["height"], s["width"]
             lines.append(f"    original size: H {h0}..{h1}, W {w0}..{w1}")
+        if s.get("crops"):
+            lines.append(_crops(s["crops"]))
         kinds = ", ".join(f"{kind} {n}" for kind, n in s["kinds"].items()) or "none"
         lines.append(f"    files: {kinds}")
         if s.get("colormap"):
@@ -82,3 +87,13 @@ def _images(dataset: Dataset) -> list[str]:
         if s.get("ignored"):
             lines.append(f"    ignored: {s['ignored']} files that are no visit's image")
     return lines
+
+
+def _crops(crops: dict) -> str:
+    (h0, h1), (w0, w1) = crops["frame_height"], crops["frame_width"]
+    margin = crops["margin"]
+    widened = f"{margin} px" if isinstance(margin, int) else f"{margin:.0%} of the box's side"
+    return (
+        f"    boxes: {crops['images']} images cut from frames of H {h0}..{h1}, W {w0}..{w1} "
+        f"(original size above: the crops), margin {widened} (data.crop_margin)"
+    )

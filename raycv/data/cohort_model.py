@@ -45,7 +45,15 @@ MODALITY = "thermal_map"
 DEPTH = "depth_map"
 IMAGE_MODALITIES = (MODALITY, DEPTH)
 # SeedSequence children: one per random stream, in a fixed order (append, never insert)
-_STREAMS = ("cohort", MODALITY, DEPTH, f"{MODALITY} layout", f"{DEPTH} layout")
+_STREAMS = (
+    "cohort",
+    MODALITY,
+    DEPTH,
+    f"{MODALITY} layout",
+    f"{DEPTH} layout",
+    f"{MODALITY} frames",
+    f"{DEPTH} frames",
+)
 FEATURES = (
     "age",
     "sex",
@@ -113,6 +121,12 @@ def synthetic_metadata(patients: int = 268, seed: int = 0) -> pd.DataFrame:
     """The cohort's metadata table alone (sample_id, patient_id, label, FEATURES), the one
     `synthesize` returns, without drawing a single image (reports by subgroup need it)."""
     return _cohort(patients, np.random.default_rng(_streams(seed)["cohort"]))[0]
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The generator of one named random stream of the cohort (one of _STREAMS): how the
+    files are laid out draws from its own stream, so it never moves the cohort's draws."""
+    return np.random.default_rng(_streams(seed)[name])
 
 
 def _streams(seed: int) -> dict[str, np.random.SeedSequence]:

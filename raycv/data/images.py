@@ -4,6 +4,11 @@
 comes back as its RGB(A) pixels, and the modality's colormap turns it into values
 (`raycv.data.reader`). Every failure is a DataError naming the file, so a bad map is
 refused at load time rather than surfacing as a NaN loss in some fold hours later.
+
+A full camera frame with a box (`raycv.data.frames`) is cut to its window as it is
+decoded: only the crop is converted to pixels, so a frame's size costs its PNG decoding
+and nothing more. The square the CNN takes is made by `resize` (stretched, `data.resize:
+stretch`) or `pad` (aspect ratio kept, centred on a square filled by `fill_value`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from raycv.data.frames import Crop
 from raycv.errors import DataError
 
 SUFFIXES = (".npy", ".png")  # matched case-insensitively: Windows exports write .PNG
@@ -39,19 +45,28 @@ class Raw:
     name: str  # the file as messages show it
     array: np.ndarray  # (H, W) as stored, or (H, W, 4) uint8 RGBA for a colour PNG
     kind: str  # one of NPY, GRAY8, GRAY16, COLOUR, ARRAY
+    frame: tuple[int, int] | None = None  # (H, W) of the whole file when `array` is a crop
 
 
 def is_image_file(name: str) -> bool:
     return name.lower().endswith(SUFFIXES)
 
 
-def decode(data: bytes, name: str) -> Raw:
-    """File bytes -> the stored pixels and the file's kind; `name` goes in messages."""
+def decode(data: bytes, name: str, crop: Crop | None = None) -> Raw:
+    """File bytes -> the stored pixels and the file's kind; `name` goes in messages.
+
+    With a crop: the pixels of its window alone (the box widened by the margin, clipped to
+    the file), named by the file and the manifest row; a box outside the file is refused.
+    """
     lower = name.lower()
     if lower.endswith(".npy"):
-        return Raw(name, _decode_npy(data, name), NPY)
+        arr = _decode_npy(data, name)
+        if crop is None or arr.ndim != 2:  # not 2-D: `check` refuses it, naming the file
+            return Raw(name, arr, NPY)
+        w = crop.window(arr.shape[0], arr.shape[1], name)
+        return Raw(f"{name} [{crop}]", arr[w.ymin : w.ymax, w.xmin : w.xmax], NPY, arr.shape)
     if lower.endswith(".png"):
-        return _decode_png(data, name)
+        return _decode_png(data, name, crop)
     raise DataError(f"{name}: unsupported image file; expected one of {', '.join(SUFFIXES)}")
 
 
@@ -80,12 +95,50 @@ def resize(arr: np.ndarray, size: int) -> np.ndarray:
     Pillow's float mode resamples deterministically on every machine; a map that
     already has the size is returned unchanged (no resampling blur).
     """
-    if arr.shape == (size, size):
+    return _resample(arr, size, size)
+
+
+def pad(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """(H, W) float32 -> (size, size) float32: the longer side resized to `size`, the aspect
+    ratio kept, centred on a square of `fill` (an odd gap's extra pixel below / right).
+
+    A square map comes out exactly as `resize` makes it: nothing to pad.
+    """
+    h, w = arr.shape
+    longest = max(h, w)
+    if h == w:
+        return resize(arr, size)
+    nh, nw = (max(1, int(side * size / longest + 0.5)) for side in (h, w))  # half up
+    out = np.full((size, size), fill, dtype=np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top : top + nh, left : left + nw] = _resample(arr, nh, nw)
+    return out
+
+
+def fill_value(kind: str, arr: np.ndarray) -> float:
+    """What `pad` fills a map's square with: the lowest value of its modality's scale.
+
+    A colour-mapped PNG decodes to positions 0..1 on its colormap: 0, the colormap's first
+    colour. A gray PNG is read as stored: 0, the lowest level 8 or 16 bits hold. A .npy
+    array (or an in-memory map) declares no scale (deg C, mm), so it is filled with its own
+    lowest value, a level the image holds: a fixed 0 would be far outside a map of 26..38
+    deg C, and a minimum over the cohort would be a statistic of the test folds too.
+    """
+    # A colour photo (data.rgb, a kind of its own) is zero-filled (black): its branch goes here.
+    if kind in (COLOUR, GRAY8, GRAY16):
+        return 0.0
+    return float(arr.min())
+
+
+def _resample(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) float32 -> (height, width) float32, Pillow's bilinear (antialiased when
+    shrinking); unchanged when it already has that shape."""
+    if arr.shape == (height, width):
         return arr
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     image = Image.frombuffer("F", (arr.shape[1], arr.shape[0]), arr, "raw", "F", 0, 1)
-    out = image.resize((size, size), Image.Resampling.BILINEAR).tobytes()
-    return np.frombuffer(out, dtype=np.float32).reshape(size, size)
+    out = image.resize((width, height), Image.Resampling.BILINEAR).tobytes()
+    return np.frombuffer(out, dtype=np.float32).reshape(height, width)
 
 
 def _decode_npy(data: bytes, name: str) -> np.ndarray:
@@ -95,10 +148,16 @@ def _decode_npy(data: bytes, name: str) -> np.ndarray:
         raise DataError(f"{name}: cannot read as a .npy array ({_first_line(exc)})") from None
 
 
-def _decode_png(data: bytes, name: str) -> Raw:
+def _decode_png(data: bytes, name: str, crop: Crop | None = None) -> Raw:
+    frame = None
     try:
         with Image.open(io.BytesIO(data)) as image:
             mode = image.mode
+            if crop is not None:  # cut before converting: a frame's other pixels are skipped
+                frame = (image.height, image.width)
+                w = crop.window(image.height, image.width, name)
+                image = image.crop((w.xmin, w.ymin, w.xmax, w.ymax))
+                name = f"{name} [{crop}]"
             if mode in _PALETTE_MODES:
                 image = image.convert("RGBA")
             if image.mode in _COLOUR_MODES:
@@ -109,12 +168,14 @@ def _decode_png(data: bytes, name: str) -> Raw:
             else:
                 image.load()
                 arr = np.asarray(image)
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{name}: cannot read as a PNG image ({_first_line(exc)})") from None
     if mode in _GRAY_MODES:
-        return Raw(name, arr, _GRAY_MODES[mode])
+        return Raw(name, arr, _GRAY_MODES[mode], frame)
     if mode in _COLOUR_MODES or mode in _PALETTE_MODES:
-        return Raw(name, arr, COLOUR)
+        return Raw(name, arr, COLOUR, frame)
     raise DataError(
         f"{name}: a PNG of mode {mode!r}; expected grayscale (8 or 16 bit) or "
         "colour-mapped RGB/RGBA"

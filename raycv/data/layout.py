@@ -15,13 +15,19 @@ unknown unless it is in data.modalities or dataset.yaml's `modalities`: rows of 
 declared modality that is not selected are checked and then left out, so one manifest
 serves experiments on either modality, while a typo is caught.
 
-Either way a visit's images are ordered by path, so a folder layout and a manifest
-naming the same files give identical arrays. Nothing is read here, only listed.
+Full frames: optional columns `xmin, ymin, xmax, ymax` give a row a box of its file
+(`raycv.data.frames`); a row with them empty is the whole file. Rows naming one file
+with different boxes are different images (two wounds: two samples; two crops of one
+wound: two images of its visit); the same file and box twice is a file listed twice.
+
+Either way a visit's images are ordered by path (then box), so a folder layout and a
+manifest naming the same files give identical arrays. Nothing is read here, only listed.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import posixpath
 import re
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ import pyarrow.fs as pafs
 
 from raycv.data import images
 from raycv.data.folder import Folder
+from raycv.data.frames import BOX_COLUMNS, Crop, missing_columns, parse_box
 from raycv.data.settings import Settings
 from raycv.data.table import decode_text
 from raycv.errors import DataError
@@ -42,10 +49,23 @@ _ABSOLUTE = re.compile(r"^(/|[A-Za-z]:|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """One image of a visit: a file (a path in the dataset folder, or a synthetic key), or
+    the crop of a box in it."""
+
+    path: str
+    crop: Crop | None = None
+
+    def order(self) -> tuple:
+        """A visit's images are sorted by path, then box (the whole file first)."""
+        return (self.path, self.crop is not None, self.crop.box if self.crop else ())
+
+
+@dataclass(frozen=True)
 class Located:
     """Every selected modality's image files, per metadata.csv row, before reading any."""
 
-    files: dict[str, list[list[str]]]  # modality -> per row: image keys, in path order
+    files: dict[str, list[list[ImageRef]]]  # modality -> per row: its images, in path order
     source: str  # how they were found: "folders", "images.csv", or "synthetic"
     hint: str  # what a missing image means in this layout, for the refusal
     ignored: dict[str, int]  # modality -> files there that are no visit's image
@@ -53,6 +73,13 @@ class Located:
     def counts(self) -> dict[str, np.ndarray]:
         """modality -> (N,) images per visit."""
         return {m: np.array([len(f) for f in per], np.int64) for m, per in self.files.items()}
+
+    def take(self, keep: np.ndarray) -> Located:
+        """The rows where `keep` (bool) is true, in order (as Table.take)."""
+        files = {
+            m: [f for f, k in zip(per, keep, strict=True) if k] for m, per in self.files.items()
+        }
+        return Located(files, self.source, self.hint, self.ignored)
 
 
 def locate(folder: Folder, sample_ids: np.ndarray, settings: Settings) -> Located:
@@ -93,7 +120,7 @@ def _from_folders(folder: Folder, sample_ids: np.ndarray, modalities) -> Located
                     f"{folder.show(one[0])} and the folder {folder.show(f'{m}/{sid}')}/ both "
                     "exist: a visit's images are either one file or one folder; keep one"
                 )
-            per_visit.append(one or sorted(many or []))
+            per_visit.append([ImageRef(f) for f in one or sorted(many or [])])
         files[m] = per_visit
         ignored[m] = other + sum(map(len, single.values())) + sum(map(len, several.values()))
     hint = "expected <modality>/<sample_id>.npy|.png or a folder <modality>/<sample_id>/"
@@ -117,13 +144,24 @@ def _from_manifest(folder: Folder, sample_ids: np.ndarray, settings: Settings) -
             f"{where} has no column(s) {absent}: expected {', '.join(MANIFEST_COLUMNS)} (one "
             f"row per image); its columns are {list(frame.columns)}"
         )
+    partial = missing_columns(frame.columns)
+    if partial:
+        raise DataError(
+            f"{where} has box columns but not {partial}: a box needs all of "
+            f"{', '.join(BOX_COLUMNS)} (empty cells in a row: the whole image)"
+        )
     row_of = {sid: i for i, sid in enumerate(map(str, sample_ids))}
     known = [m for m in settings.declared_modalities if m != "metadata"]
     files = {m: [[] for _ in sample_ids] for m in settings.image_modalities}
-    first_row: dict[str, int] = {}
+    first_row: dict[tuple, int] = {}  # (path, box) -> the row that listed it
     listings: dict[str, set[str]] = {}  # folder -> its file names: one listing per folder
     cells = zip(*(frame[c].astype(str) for c in MANIFEST_COLUMNS), strict=True)
-    for r, (sid, modality, path) in enumerate(cells, start=1):
+    corners = (
+        zip(*(frame[c].astype(str) for c in BOX_COLUMNS), strict=True)
+        if BOX_COLUMNS[0] in frame.columns
+        else itertools.repeat(None, len(frame))
+    )
+    for r, ((sid, modality, path), corner) in enumerate(zip(cells, corners, strict=True), start=1):
         at = f"{where} row {r}"
         for column, value in zip(MANIFEST_COLUMNS, (sid, modality, path), strict=True):
             if not value.strip():
@@ -136,19 +174,23 @@ def _from_manifest(folder: Folder, sample_ids: np.ndarray, settings: Settings) -
         if sid not in row_of:
             raise DataError(f"{at}: unknown sample_id {sid!r}, not in metadata.csv")
         rel = _relative(path, at)
-        if rel in first_row:
-            raise DataError(f"{at}: {path!r} is listed already in row {first_row[rel]}")
-        first_row[rel] = r
+        box = None if corner is None else parse_box(corner, at)
+        if (rel, box) in first_row:
+            again = "" if box is None else f" with the same box {box}"
+            raise DataError(f"{at}: {path!r} is listed already{again} in row {first_row[rel, box]}")
+        first_row[rel, box] = r
         parent, _, name = rel.rpartition("/")
         if parent not in listings:
             listings[parent] = folder.names(parent)
         if name not in listings[parent]:
             raise DataError(f"{at}: {folder.show(rel)} does not exist")
         if modality in files:
-            files[modality][row_of[sid]].append(rel)
+            margin = settings.crop_margin.get(modality, 0)
+            crop = None if box is None else Crop(box, margin, f"{MANIFEST} row {r}")
+            files[modality][row_of[sid]].append(ImageRef(rel, crop))
     for per_visit in files.values():
         for visit_files in per_visit:
-            visit_files.sort()
+            visit_files.sort(key=ImageRef.order)
     hint = f"expected a row of {MANIFEST} per image (sample_id, modality, path)"
     return Located(files, MANIFEST, hint, {m: 0 for m in files})
 

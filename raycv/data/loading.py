@@ -2,10 +2,11 @@
 
 The steps, each refusing bad input with a message naming the file, row or column:
 metadata.csv (`table`), where each visit's images are (`layout`), visits without
-images (`missing`), then the images themselves, streamed one file at a time and
-resized as they arrive (`reader`). The synthetic cohort goes through the same
-`read_table` / `assemble` code, minus the file reading, so both sources obey the
-same rules.
+images (`missing`), then the images themselves, streamed one file at a time, cropped
+to their box and resized as they arrive (`reader`). The steps before the images make a
+`Source`, which `assemble` reads into a Dataset: all of it, or the few visits a preview
+shows (`Source.take`). The synthetic cohort makes its own Source and goes through the
+same `read_table` / `assemble` code, minus the file reading, so both obey the same rules.
 
 What loading found goes into `Dataset.notes` (plain data, not fingerprinted), for
 `data check`, the run log and provenance.json:
@@ -15,8 +16,10 @@ What loading found goes into `Dataset.notes` (plain data, not fingerprinted), fo
   (also logged as warnings by raycv.data.table);
 - "dropped": {modality: [sample ids]} left out by data.missing_images=drop;
 - "images": {modality: {"images", "visits": {"0", "1", "several"}, "height",
-  "width" ([min, max] before resizing), "kinds" ({file kind: count}), "colormap",
-  "off_colormap" ({"files", "max_share"}), "ignored" (files that are no visit's image)}}.
+  "width" ([min, max] before resizing: of the crops, for boxes), "kinds" ({file kind:
+  count}), "colormap", "off_colormap" ({"files", "max_share"}), "crops" ({"images",
+  "frame_height", "frame_width", "margin"}: images cut from boxes, their files' sizes,
+  data.crop_margin), "resize" (data.resize), "ignored" (files that are no visit's image)}}.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -33,7 +37,7 @@ from raycv.config import ColumnsConfig, Config
 from raycv.data import images, missing
 from raycv.data.dataset import Dataset, ImageSet
 from raycv.data.folder import Folder
-from raycv.data.layout import Located, locate
+from raycv.data.layout import ImageRef, Located, locate
 from raycv.data.reader import ModalityReader
 from raycv.data.settings import Settings, resolve
 from raycv.data.table import Table, decode_text, header, parse_csv, read_table
@@ -123,22 +127,41 @@ def _name_list(value, least: int, what: str) -> list[str]:
 # -- images and assembly -------------------------------------------------------
 
 
-def assemble(
-    table: Table, located: Located, fetch: Callable[[str], images.Raw], settings: Settings
-) -> Dataset:
-    """Table + where each visit's images are -> Dataset; `fetch(key)` decodes one file.
+@dataclass(frozen=True)
+class Source:
+    """A dataset before its images are read: the checked table, where each visit's images
+    are, and how to decode one of them."""
+
+    table: Table
+    located: Located
+    fetch: Callable[[ImageRef], images.Raw]  # one image (the crop of its box), decoded
+    settings: Settings
+
+    def kept(self) -> tuple[np.ndarray, dict[str, list[str]]]:
+        """(keep: (N,) bool, dropped ids per modality): data.missing_images applied to the
+        visits without an image (the refusal, for `refuse`)."""
+        s = self.settings
+        counts = self.located.counts()
+        return missing.apply(
+            s.missing_images, counts, self.table, "metadata" in s.modalities, self.located.hint
+        )
+
+    def take(self, keep: np.ndarray) -> Source:
+        """The visits where `keep` (bool) is true, in order."""
+        return dataclasses.replace(
+            self, table=self.table.take(keep), located=self.located.take(keep)
+        )
+
+
+def assemble(source: Source) -> Dataset:
+    """A Source -> Dataset: every image decoded, checked and resized.
 
     Visits without images are refused, dropped or masked first (data.missing_images);
     then each image is checked and resized as it arrives into one preallocated array
     per modality, so a folder of large maps never sits in memory at full size.
     """
-    keep, dropped = missing.apply(
-        settings.missing_images,
-        located.counts(),
-        table,
-        "metadata" in settings.modalities,
-        located.hint,
-    )
+    keep, dropped = source.kept()
+    table, located, settings = source.table, source.located, source.settings
     if not keep.all():
         table = table.take(keep)
     size, n = settings.image_size, len(table.sample_id)
@@ -147,12 +170,18 @@ def assemble(
         per_visit = [f for f, k in zip(located.files[modality], keep, strict=True) if k]
         counts = np.array([len(f) for f in per_visit], dtype=np.int64)
         pixels = np.empty((int(counts.sum()), size, size), dtype=np.float32)
-        reader = ModalityReader(modality, settings.colormaps, settings.max_off_colormap, size)
-        for j, key in enumerate(itertools.chain.from_iterable(per_visit)):
-            pixels[j] = reader.read(fetch(key))
+        reader = ModalityReader(
+            modality, settings.colormaps, settings.max_off_colormap, size, settings.resize
+        )
+        for j, ref in enumerate(itertools.chain.from_iterable(per_visit)):
+            pixels[j] = reader.read(source.fetch(ref))
         sets[modality] = ImageSet(pixels, np.repeat(np.arange(n, dtype=np.int64), counts))
+        found = reader.summary()
+        if "crops" in found:
+            found["crops"]["margin"] = settings.crop_margin.get(modality, 0)
         stats[modality] = {
-            **reader.summary(),
+            **found,
+            "resize": settings.resize,
             "visits": {
                 "0": int((counts == 0).sum()),
                 "1": int((counts == 1).sum()),
@@ -178,8 +207,8 @@ def assemble(
     )
 
 
-def load_folder(config: Config, labels_optional: bool = False) -> Dataset:
-    """data.path -> Dataset; refuses a bad table or layout before reading a single image."""
+def folder_source(config: Config, labels_optional: bool = False) -> Source:
+    """data.path -> its Source; refuses a bad table or layout before reading a single image."""
     folder = _open(config.data.path)
     where = folder.show(METADATA_CSV)
     text = decode_text(folder.read(METADATA_CSV), config.data.encoding, where)
@@ -188,7 +217,7 @@ def load_folder(config: Config, labels_optional: bool = False) -> Dataset:
     table = read_table(parse_csv(text, names, settings, where), settings, where, labels_optional)
     located = locate(folder, table.sample_id, settings)
 
-    def fetch(rel: str) -> images.Raw:  # lazily: one raw image in memory at a time
-        return images.decode(folder.read(rel), folder.show(rel))
+    def fetch(ref: ImageRef) -> images.Raw:  # lazily: one raw image in memory at a time
+        return images.decode(folder.read(ref.path), folder.show(ref.path), ref.crop)
 
-    return assemble(table, located, fetch, settings)
+    return Source(table, located, fetch, settings)

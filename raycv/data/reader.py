@@ -9,7 +9,12 @@ A colour PNG is decoded on the modality's colormap (`data.colormaps`). Its pixel
 from every colormap colour (annotations, background, fully transparent pixels) may be
 at most `data.max_off_colormap` of the image; they are filled with the median of the
 image's on-colormap values, a value the image already holds, so the fill adds no
-edge and no new level for the CNN to learn from.
+edge and no new level for the CNN to learn from. A crop of a frame (a box in images.csv)
+is judged on its own pixels: the frame's border outside it does not count.
+
+The map then becomes the CNN's square: stretched to it (`data.resize: stretch`), or its
+longer side fitted and the aspect ratio kept, centred on a square filled with the lowest
+value of the modality's scale (`pad`; `images.fill_value` says which value per kind).
 """
 
 from __future__ import annotations
@@ -24,21 +29,30 @@ from raycv.errors import DataError
 class ModalityReader:
     """Checks, decodes and resizes one modality's images as they stream in; keeps stats."""
 
-    def __init__(self, modality: str, colormaps: dict[str, str], max_off: float, size: int):
+    def __init__(
+        self,
+        modality: str,
+        colormaps: dict[str, str],
+        max_off: float,
+        size: int,
+        resize: str = "stretch",
+    ):
         self.modality = modality
         self.colormap = colormaps.get(modality)
         self._colormaps = colormaps
         self._max_off = max_off
         self._size = size
+        self._resize = resize  # data.resize: stretch | pad
         self._first_of_kind: dict[str, str] = {}
         self._kinds: dict[str, int] = {}
         self._heights: list[int] = []
         self._widths: list[int] = []
         self._off_files = 0
         self._off_max = 0.0
+        self._frames: list[tuple[int, int]] = []  # (H, W) of each file a crop was cut from
 
     def read(self, raw: Raw) -> np.ndarray:
-        """A decoded file -> its (S, S) float32 map."""
+        """A decoded file (or the crop of one) -> its (S, S) float32 map."""
         self._check_kind(raw)
         if raw.kind == images.COLOUR:
             arr = self._decode_colour(raw)  # finite float32 (H, W) by construction
@@ -46,6 +60,10 @@ class ModalityReader:
             arr = images.check(raw.array, raw.name)
         self._heights.append(arr.shape[0])
         self._widths.append(arr.shape[1])
+        if raw.frame is not None:
+            self._frames.append(raw.frame)
+        if self._resize == "pad":
+            return images.pad(arr, self._size, images.fill_value(raw.kind, arr))
         return images.resize(arr, self._size)
 
     def summary(self) -> dict:
@@ -61,6 +79,13 @@ class ModalityReader:
             out["width"] = [min(self._widths), max(self._widths)]
         if images.COLOUR in self._kinds:
             out["off_colormap"] = {"files": self._off_files, "max_share": self._off_max}
+        if self._frames:
+            heights, widths = zip(*self._frames, strict=True)
+            out["crops"] = {
+                "images": len(self._frames),
+                "frame_height": [min(heights), max(heights)],
+                "frame_width": [min(widths), max(widths)],
+            }
         return out
 
     def _check_kind(self, raw: Raw) -> None:
@@ -87,10 +112,13 @@ class ModalityReader:
         if off is not None:
             share = float(off.mean())
             if share > self._max_off:
+                whose, fix = "its", "crop them"
+                if raw.frame is not None:  # a box's crop: its margin reached the border
+                    whose, fix = "the crop's", f"narrow data.crop_margin.{self.modality} or the box"
                 raise DataError(
-                    f"{raw.name}: {share:.1%} of its pixels are off the {self.colormap!r} "
+                    f"{raw.name}: {share:.1%} of {whose} pixels are off the {self.colormap!r} "
                     f"colormap (annotations, background or transparent), more than "
-                    f"data.max_off_colormap={self._max_off:g}; crop them, check "
+                    f"data.max_off_colormap={self._max_off:g}; {fix}, check "
                     f"data.colormaps.{self.modality}, or raise data.max_off_colormap"
                 )
             values[off] = np.median(values[~off])

@@ -3,7 +3,8 @@
 Precedence: a value set in the config (not None) wins, then dataset.yaml, then the
 built-in default ([I, P, R]; [metadata, thermal_map]; every column that is not an id or
 the label). `data.colormaps` merges per modality: the config's entry wins over
-dataset.yaml's.
+dataset.yaml's. `data.crop_margin` may name any image modality the dataset declares (a
+typo would silently crop without a margin, so any other name is refused).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Settings:
     encoding: str = "utf-8"
     missing_images: str = "refuse"
     max_off_colormap: float = 0.05
+    # image modality -> margin around each box of images.csv (int pixels, float share)
+    crop_margin: dict[str, int | float] = field(default_factory=dict)
+    resize: str = "stretch"  # how a map becomes the CNN's square: stretch | pad
 
     @property
     def image_modalities(self) -> tuple[str, ...]:
@@ -66,6 +70,13 @@ def resolve(config: Config, spec: dict, header: list[str]) -> Settings:
                 f"fix it or override it with --set data.colormaps.{modality}=<name>"
             )
     declared = tuple(dict.fromkeys([*modalities, *spec.get("modalities", [])]))
+    images = [m for m in declared if m != "metadata"]
+    for modality in data.crop_margin:
+        if modality not in images:
+            raise DataError(
+                f"data.crop_margin.{modality}: {modality!r} is no image modality of this "
+                f"dataset (data.modalities or dataset.yaml's modalities: {images})"
+            )
     return Settings(
         classes=tuple(data.classes or spec.get("classes") or DEFAULT_CLASSES),
         modalities=modalities,
@@ -78,4 +89,6 @@ def resolve(config: Config, spec: dict, header: list[str]) -> Settings:
         encoding=data.encoding,
         missing_images=data.missing_images,
         max_off_colormap=data.max_off_colormap,
+        crop_margin=dict(data.crop_margin),
+        resize=data.resize,
     )

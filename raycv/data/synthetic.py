@@ -1,9 +1,10 @@
 """The built-in synthetic wound cohort as a dataset: in memory, or written to disk.
 
-`synthetic_dataset` assembles the cohort of config.data.synthetic into a Dataset, checked
-exactly like a folder's; `write_dataset` writes it as a dataset folder, optionally shaped
-like a clinic's export (colour-mapped PNGs, several images per visit or none, a manifest).
-What the cohort is, and how it is drawn, is raycv.data.cohort_model's.
+`synthetic_source` draws the cohort of config.data.synthetic as a Source, assembled into
+a Dataset exactly like a folder's; `write_dataset` writes it as a dataset folder, optionally shaped
+like a clinic's export (colour-mapped PNGs, several images per visit or none, a manifest,
+full camera frames with boxes). What the cohort is, and how it is drawn, is
+raycv.data.cohort_model's; how frames are laid out, raycv.data.synthetic_frames'.
 """
 
 from __future__ import annotations
@@ -18,20 +19,21 @@ import yaml
 from PIL import Image
 
 from raycv.config import Config
-from raycv.data import colormap, images
+from raycv.data import colormap, images, synthetic_frames
 from raycv.data.cohort_model import (
     CLASSES,
     DEPTH,
     FEATURES,
     IMAGE_MODALITIES,
     MODALITY,
+    stream,
     synthesize,
     synthetic_metadata,
 )
-from raycv.data.dataset import Dataset
 from raycv.data.folder import Folder
-from raycv.data.layout import MANIFEST, Located
-from raycv.data.loading import DATASET_YAML, METADATA_CSV, assemble
+from raycv.data.frames import BOX_COLUMNS
+from raycv.data.layout import MANIFEST, ImageRef, Located
+from raycv.data.loading import DATASET_YAML, METADATA_CSV, Source
 from raycv.data.settings import Settings, resolve
 from raycv.data.table import Table, read_table
 from raycv.errors import DataError
@@ -48,7 +50,7 @@ def synthetic_settings(config: Config) -> Settings:
 
 
 def synthetic_table(config: Config) -> Table:
-    """The cohort's metadata, checked like `synthetic_dataset`'s; every column but the ids
+    """The cohort's metadata, checked like `synthetic_source`'s; every column but the ids
     and the label read as a feature; no image is drawn."""
     p = config.data.synthetic
     where = f"the synthetic cohort (patients={p.patients}, seed={p.seed})"
@@ -56,8 +58,9 @@ def synthetic_table(config: Config) -> Table:
     return read_table(synthetic_metadata(p.patients, p.seed), settings, where)
 
 
-def synthetic_dataset(config: Config) -> Dataset:
-    """config.data.synthetic -> Dataset, checked and assembled exactly like a folder."""
+def synthetic_source(config: Config) -> Source:
+    """config.data.synthetic -> its Source: the cohort drawn, its images in memory; `assemble`
+    makes it a Dataset, checked and assembled exactly like a folder."""
     p = config.data.synthetic
     where = f"the synthetic cohort (patients={p.patients}, seed={p.seed})"
     settings = synthetic_settings(config)
@@ -82,14 +85,14 @@ def synthetic_dataset(config: Config) -> Dataset:
         for sid, shots in zip(table.sample_id, maps[modality], strict=True):
             keys = [f"{modality}/{sid}/{k}" for k in range(len(shots))]
             arrays.update(zip(keys, shots, strict=True))
-            files[modality].append(keys)
+            files[modality].append([ImageRef(key) for key in keys])
     hint = f"data.synthetic.missing_images={p.missing_images} leaves them out"
     located = Located(files, "synthetic", hint, {})
 
-    def fetch(key: str) -> images.Raw:
-        return images.Raw(f"{where}: {key}", arrays[key], images.ARRAY)
+    def fetch(ref: ImageRef) -> images.Raw:  # never a box: the cohort has no frames in memory
+        return images.Raw(f"{where}: {ref.path}", arrays[ref.path], images.ARRAY)
 
-    return assemble(table, located, fetch, settings)
+    return Source(table, located, fetch, settings)
 
 
 def write_dataset(
@@ -103,6 +106,7 @@ def write_dataset(
     depth_map: bool = False,
     colormap_name: str | None = None,
     layout: str = "folder",
+    frames: bool = False,
 ) -> str:
     """Write the cohort as a dataset folder; returns out_dir.
 
@@ -110,9 +114,13 @@ def write_dataset(
     EXPORT_RANGE of each modality (written into dataset.yaml's description), as a
     clinic's software exports them. `layout` "folder" writes <modality>/<sample_id>.npy
     (or a folder per visit when `images_per_visit` > 1); "manifest" writes the files flat
-    under files/ and lists them in images.csv. Loading it back gives the same Dataset
-    (same fingerprint) as the in-memory cohort for .npy files, and the same maps to
-    within the colormap's resolution for PNGs (as positions in [0, 1], not deg C).
+    under files/ and lists them in images.csv. `frames` writes each image as a box of a
+    full camera frame under frames/ (a thermal frame half black border, two visits'
+    wounds in some frames; see raycv.data.synthetic_frames), its box in images.csv
+    (whatever `layout` says). Loading it back gives the same Dataset (same fingerprint)
+    as the in-memory cohort for .npy files (not with frames: a box is tighter than its
+    map), and the same maps to within the colormap's resolution for PNGs (as positions
+    in [0, 1], not deg C).
     Refuses a folder that already holds a metadata.csv rather than mixing two cohorts.
     """
     _check_write_options(images_per_visit, missing_images, colormap_name, layout)
@@ -131,6 +139,9 @@ def write_dataset(
     ext = ".png" if colormap_name else ".npy"
     manifest = []
     for modality in modalities:
+        if frames:
+            manifest += _write_frames(folder, frame, maps[modality], modality, colormap_name, seed)
+            continue
         for sid, shots in zip(frame["sample_id"], maps[modality], strict=True):
             for k, arr in enumerate(shots):
                 if layout == "manifest":
@@ -141,13 +152,15 @@ def write_dataset(
                 else:
                     rel = f"{modality}/{sid}/{k:02d}{ext}"
                 folder.write(rel, _encoded(arr, modality, colormap_name))
-    if layout == "manifest":
-        table = pd.DataFrame(manifest, columns=["sample_id", "modality", "path"])
+    if layout == "manifest" or frames:
+        columns = ["sample_id", "modality", "path", *(BOX_COLUMNS if frames else ())]
+        table = pd.DataFrame(manifest, columns=columns)
         folder.write(MANIFEST, table.to_csv(index=False).encode())
     spec = {
         "description": _description(
             patients, seed, image_size, images_per_visit, missing_images, colormap_name, modalities
-        ),
+        )
+        + (_FRAMES_TEXT.format(q=synthetic_frames.margin_room(image_size)) if frames else ""),
         "classes": list(CLASSES),
         "modalities": ["metadata", *modalities],
     }
@@ -170,13 +183,46 @@ def _check_write_options(images_per_visit, missing_images, colormap_name, layout
         raise DataError(f"--layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
 
 
-def _encoded(arr: np.ndarray, modality: str, colormap_name: str | None) -> bytes:
+_FRAMES_TEXT = (
+    ". Images are boxes of full camera frames (images.csv xmin, ymin, xmax, ymax; thermal "
+    "frames half black border, two visits' wounds in some frames): a data.crop_margin up "
+    "to {q} px stays on skin"
+)
+
+
+def _write_frames(folder, frame, shots, modality, colormap_name, seed) -> list[tuple]:
+    """A modality's images written as frames -> their manifest rows (with boxes)."""
+    rng = stream(seed, f"{modality} frames")
+    patient = pd.factorize(frame["patient_id"])[0]
+    items = [(i, arr) for i, visit in enumerate(shots) for arr in visit]
+    visit_of = [i for i, _ in items]
+    rows = []
+    ext = ".png" if colormap_name else ".npy"
+    for f, members in enumerate(synthetic_frames.groups(visit_of, patient[visit_of], rng)):
+        shown = synthetic_frames.compose([items[j][1] for j in members], modality, rng)
+        rel = f"frames/{modality}/{f:05d}{ext}"
+        folder.write(rel, _encoded(shown.values, modality, colormap_name, shown.border))
+        for j, box in zip(members, shown.boxes, strict=True):
+            sid = frame["sample_id"].iloc[visit_of[j]]
+            rows.append((sid, modality, rel, box.xmin, box.ymin, box.xmax, box.ymax))
+    return rows
+
+
+def _encoded(
+    arr: np.ndarray, modality: str, colormap_name: str | None, black: np.ndarray | None = None
+) -> bytes:
+    """One image file's bytes; `black` (bool, like `arr`): a camera's border, written as 0
+    in a .npy array and black in a PNG (off the colormap)."""
     buffer = io.BytesIO()
     if colormap_name is None:
+        if black is not None:
+            arr = np.where(black, np.float32(0), arr)
         np.save(buffer, arr, allow_pickle=False)
     else:
         lo, hi = EXPORT_RANGE[modality]
         rgb = colormap.decoder(colormap_name).encode((arr - lo) / (hi - lo))
+        if black is not None:
+            rgb[black] = 0
         Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
 

@@ -16,6 +16,7 @@ from raycv.report.head import head_section
 from raycv.report.html import render_html
 from raycv.report.load import RunRecord, is_tune_folder, load_run, load_tune
 from raycv.report.markdown import render_markdown
+from raycv.report.preview import preview_sections
 from raycv.report.sections import DECISIVE_TITLE, run_sections, tune_sections
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def build_report(run_dir: Path, n_boot: int = 2000, seed: int = 0) -> list[Path]
         tune = load_tune(run_dir)
         sections = [head_section(tune.best), *tune_sections(tune, run_dir)]
         sections += run_sections(tune.best, n_boot, seed, run_dir, "best_", "Best trial")
+        sections += preview_sections(tune.best, run_dir, "best_")
         sections.append(checklist_section(tune.best, DECISIVE_TITLE, searched=True))
         doc = Document(
             f"raycv search report: {tune.best.name.removesuffix('-best')}",
@@ -56,6 +58,7 @@ def build_report(run_dir: Path, n_boot: int = 2000, seed: int = 0) -> list[Path]
     else:
         run = load_run(run_dir)
         sections = [head_section(run), *run_sections(run, n_boot, seed, run_dir)]
+        sections += preview_sections(run, run_dir)
         sections.append(checklist_section(run, DECISIVE_TITLE))
         doc = Document(f"raycv report: {run.name}", _subtitle(run), sections)
     html, md = run_dir / "report.html", run_dir / "report.md"
