@@ -434,7 +434,7 @@ def cmd_report(args) -> int:
     from raycv.report import build_report
 
     if args.overrides:  # new report settings: summary.json's statistics first, no training
-        from raycv.statistics.refresh import refresh_statistics
+        from raycv.refresh import refresh_statistics
 
         refresh_statistics(Path(args.run_dir), args.overrides, args.bootstrap, args.seed)
     written = build_report(Path(args.run_dir), n_boot=args.bootstrap, seed=args.seed)

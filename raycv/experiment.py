@@ -33,6 +33,7 @@ from raycv.folds import (
     split_column,
 )
 from raycv.lifecycle import finish_run, start_run
+from raycv.phases import RESULT
 from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
 from raycv.provenance import now
@@ -79,7 +80,7 @@ def reuse_finished_folds(
     """Results of folds an earlier (interrupted) run finished, and the plans still to run."""
     done, pending = {}, []
     for plan in prepared.plans:
-        state = PhaseStore(folder.fold_dir(plan.unit)).load("result")
+        state = PhaseStore(folder.fold_dir(plan.unit)).load(RESULT)
         if state is not None:  # never retrained
             done[plan.unit] = FoldResult.from_dict(state)
             board.fold_done(plan.unit, "done earlier (reused)")

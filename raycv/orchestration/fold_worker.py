@@ -67,6 +67,7 @@ def train_lane(cfg: dict) -> None:
     from raycv.folds import FoldSplit
     from raycv.orchestration.placement import fold_threads
     from raycv.orchestration.storage_check import check_visible_here
+    from raycv.phases import RESULT
 
     task: LaneTask = cfg["task"]
     check_visible_here(task.run_folder)  # a node that joined after the driver's check
@@ -122,7 +123,7 @@ def train_lane(cfg: dict) -> None:
                 device=device,
                 until=until,
             )
-            last = "result" if result is not None else f"until-{until}"
+            last = RESULT if result is not None else f"until-{until}"
             if result is None:  # stopped after `until` on purpose: hand over what it saved
                 report(k, last)
             done = checkpoint_name(k, last)  # this checkpoint holds the whole finished fold
