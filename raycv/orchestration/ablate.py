@@ -67,9 +67,10 @@ def default_output(config) -> Path:
 # Trains the folds of several runs (one wave of lanes on Ray), keeping executor state in
 # `home`: (runs, home, until) -> each run's results (none with until).
 Train = Callable[[list[RunToTrain], RunFolder, "str | None"], list[list[FoldResult]]]
-# Opens an executor for the whole ablation: (prepared, folder, board) -> a context manager
-# yielding its Train (Ray is started once, the dataset put once, for every wave).
-OpenRunner = Callable[[Prepared, RunFolder, ProgressBoard], AbstractContextManager[Train]]
+# Opens an executor for the whole ablation: (prepared, folder, board, cache of the shared
+# phases) -> a context manager yielding its Train (Ray is started once, the dataset put
+# once, for every wave; on a cluster every node must see the folder and the cache).
+OpenRunner = Callable[[Prepared, RunFolder, ProgressBoard, Path], AbstractContextManager[Train]]
 
 
 def train_here(runs: list[RunToTrain], home: RunFolder, until: str | None = None):
@@ -84,7 +85,7 @@ def train_here(runs: list[RunToTrain], home: RunFolder, until: str | None = None
     ]
 
 
-def sequential_runner(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
+def sequential_runner(prepared: Prepared, folder: RunFolder, board: ProgressBoard, cache: Path):
     """The reference executor for an ablation: every fold in this process."""
     return nullcontext(train_here)
 
@@ -125,7 +126,7 @@ def ablate(
             f"{len(combos)} combinations of {config.modalities} on {len(units)} folds, "
             f"executor {executor_name} -> {folder}"
         )
-        with open_runner(prepared, folder, board) as train:
+        with open_runner(prepared, folder, board, cache) as train:
             shared = compute_shared(prepared, folder, board, cache, train, resume=resumed)
             run_combinations(prepared, combos, folder, board, train, shared, executor_name)
     finally:

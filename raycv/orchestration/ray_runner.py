@@ -193,7 +193,9 @@ def _train(runs, progress, units, jobs, home, n_lanes, run_prefix, dataset_ref, 
 
 
 @contextmanager
-def ray_session(prepared: Prepared, folder: RunFolder, board: ProgressBoard, address, verbose):
+def ray_session(
+    prepared: Prepared, folder: RunFolder, board: ProgressBoard, address, verbose, also=()
+):
     """Start (or join) Ray, check what must hold before any fold trains, put the dataset
     once; yields `train(runs, home, until=None)`, which trains the folds of several runs
     (RunToTrain) in one wave of lanes kept in home's Ray storage and returns each run's
@@ -204,7 +206,10 @@ def ray_session(prepared: Prepared, folder: RunFolder, board: ProgressBoard, add
         joined = cluster_address(address) is not None
         if not joined:
             check_ray_gpus(prepared.config)
-        check_shared_storage(str(folder))  # before any fold trains; trivial on one node
+        # before any fold trains (trivial on one node): the run folder, and `also` the
+        # folders the folds read from (an ablation's cache of shared phases)
+        for location in (str(folder), *map(str, also)):
+            check_shared_storage(location)
         n_lanes = lane_count(prepared.config, len(prepared.plans), joined=joined)
         # the whole cohort: a run that uses fewer modalities reads only its own
         dataset_ref = ray.put(prepared.dataset)
@@ -238,7 +243,7 @@ def ray_executor(address: str | None = None, verbose: bool = False):
 def ray_runner(address: str | None = None, verbose: bool = False):
     """An ablation's runner (ablate.OpenRunner): one Ray session for every wave."""
 
-    def open_runner(prepared: Prepared, folder: RunFolder, board: ProgressBoard):
-        return ray_session(prepared, folder, board, address, verbose)
+    def open_runner(prepared: Prepared, folder: RunFolder, board: ProgressBoard, cache: Path):
+        return ray_session(prepared, folder, board, address, verbose, also=[cache])
 
     return open_runner
