@@ -380,7 +380,13 @@ def cmd_ablate(args) -> int:
 
         runner = ray_runner(address=args.address, verbose=args.verbose)
     outcome = ablate(
-        prepared, runner, args.executor, args.output, resume=args.resume, overwrite=args.overwrite
+        prepared,
+        runner,
+        args.executor,
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        weights=config.fusion.weights,  # as given: prepare() spells the default out
     )
     print(ranking_table(outcome.summary))
     page = publish_ablation(outcome.folder)

@@ -94,11 +94,12 @@ def reference(config: Config, combos: list[Combination]) -> Combination:
     return combos[names.index(wanted)]
 
 
-def combination_config(base: Config, combo: Combination) -> Config:
-    """The config of one combination's run: data.modalities = the combination, fusion
-    weights restricted to it and renormalised. Checked as any config; its config.yaml,
-    given to `raycv run`, reproduces the combination's run."""
-    weights = base.fusion.weights
+def combination_config(base: Config, combo: Combination, weights: dict | None) -> Config:
+    """The config of one combination's run: data.modalities = the combination, and the
+    fusion weights the user gave (`weights`, the experiment's own fusion.weights, not the
+    ones a prepared config spells out) restricted to it and renormalised; None: the
+    default rule for that set, as a run of that set would use. Checked as any config; its
+    config.yaml, given to `raycv run`, reproduces the combination's run."""
     if weights is not None:
         kept = {m: float(weights[m]) for m in combo.modalities}
         total = sum(kept.values())

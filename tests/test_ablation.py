@@ -19,6 +19,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
@@ -50,6 +51,13 @@ ALL = [
 
 def config_of(*overrides: str):
     return tiny_config(*overrides, data={**TINY["data"], "modalities": THREE})
+
+
+def prepare_config():
+    """The config as prepare() leaves it: the default fusion weights spelled out."""
+    config = config_of()
+    config.fusion.weights = config.fusion_weights()
+    return config
 
 
 # -- which combinations --------------------------------------------------------------------
@@ -107,12 +115,15 @@ def test_the_cli_refuses_before_reading_any_data_or_writing(tmp_path, capsys):
 
 def test_a_combination_restricts_and_renormalises_the_fusion_weights():
     base = config_of("fusion.weights={metadata: 0.6, thermal_map: 0.3, depth_map: 0.1}")
-    pair = combination_config(base, Combination(("metadata", "depth_map")))
+    given = base.fusion.weights
+    pair = combination_config(base, Combination(("metadata", "depth_map")), given)
     assert pair.modalities == ["metadata", "depth_map"]
     assert pair.fusion.weights == pytest.approx({"metadata": 6 / 7, "depth_map": 1 / 7})
-    default = combination_config(config_of(), Combination(("metadata", "thermal_map")))
+    # weights the user left unset: each combination gets the default rule for its own
+    # set, as a run of that set would, not the three-way default restricted
+    default = combination_config(prepare_config(), Combination(("metadata", "thermal_map")), None)
     assert default.fusion.weights == pytest.approx({"metadata": 0.7, "thermal_map": 0.3})
-    alone = combination_config(config_of(), Combination(("thermal_map",)))
+    alone = combination_config(config_of(), Combination(("thermal_map",)), None)
     assert alone.modalities == ["thermal_map"] and alone.fusion.weights == {"thermal_map": 1.0}
 
 
@@ -189,6 +200,16 @@ def test_the_ablation_folder_holds_every_combination_and_its_tables(sequential_a
     assert (out / "report.html").is_file() and "Choosing a combination" in (
         out / "report.html"
     ).read_text()
+
+
+def test_each_combination_without_given_weights_has_the_default_rule_of_its_set(
+    sequential_ablation,
+):
+    _, out, _ = sequential_ablation
+    pair = yaml.safe_load((out / COMBOS / "metadata+thermal_map" / "config.yaml").read_text())
+    assert pair["fusion"]["weights"] == pytest.approx({"metadata": 0.7, "thermal_map": 0.3})
+    images = yaml.safe_load((out / COMBOS / "thermal_map+depth_map" / "config.yaml").read_text())
+    assert images["fusion"]["weights"] == pytest.approx({"thermal_map": 0.5, "depth_map": 0.5})
 
 
 def test_a_branch_shared_by_combinations_is_identical_in_each(sequential_ablation):

@@ -51,10 +51,11 @@ def check_ablation(config) -> tuple[list[Combination], Combination]:
     return combos, reference(config, combos)
 
 
-def for_combination(prepared: Prepared, combo: Combination) -> Prepared:
-    """The prepared run of one combination: its config, the same folds, the same visits
-    with only its own modalities' images (what `raycv run` of its config.yaml loads)."""
-    config = combination_config(prepared.config, combo)
+def for_combination(prepared: Prepared, combo: Combination, weights: dict | None) -> Prepared:
+    """The prepared run of one combination: its config (weights: the fusion weights the
+    user gave, or None), the same folds, the same visits with only its own modalities'
+    images (what `raycv run` of its config.yaml loads)."""
+    config = combination_config(prepared.config, combo, weights)
     images = {m: prepared.dataset.images[m] for m in config.image_modalities}
     dataset = dataclasses.replace(prepared.dataset, images=images)
     return dataclasses.replace(prepared, config=config, dataset=dataset)
@@ -105,9 +106,11 @@ def ablate(
     overwrite: bool = False,
     cache: Path | None = None,
     stream=None,
+    weights: dict | None = None,
 ) -> AblationOutcome:
     """Run every combination of `prepared` (the whole cohort, every modality) on its folds;
-    write combos/<name>/, combinations.csv, comparisons.csv and summary.json."""
+    write combos/<name>/, combinations.csv, comparisons.csv and summary.json. weights: the
+    experiment's own fusion.weights (None: each combination gets the default rule's)."""
     config = prepared.config
     combos, ref = check_ablation(config)
     started, t0 = now(), time.time()
@@ -128,7 +131,7 @@ def ablate(
         )
         with open_runner(prepared, folder, board, cache) as train:
             shared = compute_shared(prepared, folder, board, cache, train, resume=resumed)
-            run_combinations(prepared, combos, folder, board, train, shared, executor_name)
+            run_combinations(prepared, combos, weights, folder, board, train, shared, executor_name)
     finally:
         board.close()
     shared_phases = sorted({Path(f).stem for files in shared.values() for f in files.values()})
@@ -165,6 +168,7 @@ def compute_shared(
 def run_combinations(
     prepared: Prepared,
     combos: list[Combination],
+    weights: dict | None,
     folder: RunFolder,
     board: ProgressBoard,
     train: Train,
@@ -182,7 +186,7 @@ def run_combinations(
         if target.file("provenance.json").exists():  # finish_run writes it last
             board.say(f"raycv: combination {combo.name} finished earlier (kept)")
             continue
-        run = for_combination(prepared, combo)
+        run = for_combination(prepared, combo, weights)
         start_run(target, run, resume=target.exists(), overwrite=False)
         combo_board = ProgressBoard([p.unit for p in run.plans], target.log_path, quiet=True)
         combo_board.say(f"raycv: combination {combo.name} of ablation {prepared.config.name!r}")
