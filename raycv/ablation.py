@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from raycv.combinations import Combination
+from raycv.runfolder import RunFolder
 from raycv.statistics.bootstrap import bootstrap_kappa, patient_draws, repeat_confusions
 from raycv.statistics.corrected import compare
 from raycv.statistics.holm import holm
@@ -78,7 +79,7 @@ def read_ablation(folder: str | Path) -> AblationSummary:
 
 
 def ablation_summary(
-    folder: Path,
+    run_folder: RunFolder,
     combos: list[Combination],
     ref: Combination,
     shared_phases: list[str],
@@ -86,6 +87,7 @@ def ablation_summary(
 ) -> AblationSummary:
     """Read every combination's run folder under `folder`, write the ablation's tables
     (combinations.csv, comparisons.csv, summary.json) and return its summary."""
+    folder = run_folder.path
     runs = {c.name: read_summary(folder / COMBOS / c.name / "summary.json") for c in combos}
     merged = merged_predictions(folder, combos, list(runs[ref.name].classes))
     rows = [combination_row(c, runs[c.name], merged) for c in combos]
@@ -104,11 +106,9 @@ def ablation_summary(
         shared_phases=shared_phases,
         wall_seconds=round(wall, 2),
     )
-    _write_csv(folder / "combinations.csv", table)
-    _write_csv(folder / "comparisons.csv", pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS))
-    text = json.dumps(summary.to_json(), indent=2, allow_nan=False) + "\n"
-    (folder / "summary.json.tmp").write_text(text)
-    (folder / "summary.json.tmp").replace(folder / "summary.json")
+    run_folder.write_csv("combinations.csv", table)
+    run_folder.write_csv("comparisons.csv", pd.DataFrame(comparisons, columns=COMPARISON_COLUMNS))
+    run_folder.write_json("summary.json", summary.to_json())
     return summary
 
 
@@ -218,9 +218,3 @@ def unit_kappas(
             row[f"outer_kappa_{unit}"] = kappa
         rows.append(row)
     return pd.DataFrame(rows).astype({"combination": str})
-
-
-def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)  # readers never see half a file

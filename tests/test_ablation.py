@@ -30,6 +30,7 @@ from raycv.config import ConfigError
 from raycv.data import write_dataset
 from raycv.orchestration.ablate import check_ablation
 from raycv.prediction import predict
+from raycv.runfolder import RunFolder
 from raycv.statistics.holm import holm
 from raycv.statistics.nested import nested_estimate
 from tests.conftest import FAULT, TINY, tiny_config, write_config
@@ -197,6 +198,8 @@ def test_the_ablation_folder_holds_every_combination_and_its_tables(sequential_a
         == table.loc[table["inner_val_kappa_mean"].idxmax(), "combination"]
     )
     assert "kappa by combination" in printed and "metadata *" in printed
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert set(provenance["data"]) == {"layout", "warnings", "dropped"}  # as a run's says
     assert (out / "report.html").is_file() and "Choosing a combination" in (
         out / "report.html"
     ).read_text()
@@ -284,7 +287,7 @@ def test_the_tables_are_recomputed_from_the_files_alone(sequential_ablation, tmp
     _, out, _ = sequential_ablation
     before = (out / "combinations.csv").read_text(), (out / "comparisons.csv").read_text()
     combos = combinations(config_of())
-    ablation_summary(out, combos, combos[0], ["forest", "pretrain"], wall=0.0)
+    ablation_summary(RunFolder(out), combos, combos[0], ["forest", "pretrain"], wall=0.0)
     assert ((out / "combinations.csv").read_text(), (out / "comparisons.csv").read_text()) == before
 
 

@@ -27,12 +27,13 @@ from raycv.ablation import COMBOS, AblationSummary, ablation_summary
 from raycv.combinations import Combination, combination_config, combinations, reference
 from raycv.config import ConfigError
 from raycv.errors import RunFolderError
-from raycv.lifecycle import finish_run, start_run
+from raycv.lifecycle import finish_run, run_provenance, start_run
+from raycv.orchestration.reuse import cache_dir
 from raycv.orchestration.runs import RunToTrain
 from raycv.phases import FOREST, PRETRAIN, pretrain_file
 from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
-from raycv.provenance import now, provenance
+from raycv.provenance import now
 from raycv.results import FoldResult
 from raycv.runfolder import RESUMABLE_CHANGES, RunFolder
 
@@ -120,7 +121,7 @@ def ablate(
     # a changed ablation section changes what the folder holds: not resumable
     keep = tuple(k for k in RESUMABLE_CHANGES if k != "ablation")
     resumed = start_run(folder, prepared, resume=resume, overwrite=overwrite, resumable=keep)
-    cache = cache or Path(config.tune.cache_dir or folder.path.resolve().parent / ".raycv-cache")
+    cache = cache or cache_dir(config, folder.path)
     units = [p.unit for p in prepared.plans]
     board = ProgressBoard(units, folder.log_path, stream)
     try:
@@ -135,9 +136,9 @@ def ablate(
     finally:
         board.close()
     shared_phases = sorted({Path(f).stem for files in shared.values() for f in files.values()})
-    summary = ablation_summary(folder.path, combos, ref, shared_phases, time.time() - t0)
-    record = provenance(prepared.dataset.fingerprint(), started, executor_name)
-    folder.write_json("provenance.json", record)
+    summary = ablation_summary(folder, combos, ref, shared_phases, time.time() - t0)
+    # what loading found (warnings, dropped visits), as every run folder's provenance says
+    folder.write_json("provenance.json", run_provenance(prepared.dataset, started, executor_name))
     return AblationOutcome(folder, summary)
 
 

@@ -103,3 +103,9 @@ def stems(phase: str, image_modalities: list[str]) -> list[str]:
     if phase == PRETRAIN:
         return [pretrain_file(m) for m in image_modalities]
     return [phase]
+
+
+def cache_dir(config: Config, folder: Path) -> Path:
+    """Where shared phases live: tune.cache_dir, else .raycv-cache beside the folder (so
+    searches and ablations of the same data and settings side by side find each other's)."""
+    return Path(config.tune.cache_dir or folder.resolve().parent / ".raycv-cache")

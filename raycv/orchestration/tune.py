@@ -219,7 +219,7 @@ def tune_experiment(
     keep = tuple(k for k in RESUMABLE_CHANGES if k != "tune") + RESUMABLE_TUNE_KEYS
     resumed = folder.claim(config, resume, overwrite, resumable=keep)
     folder.write_csv("folds.csv", folds_table(prepared.dataset, prepared.fold_of))
-    cache = Path(config.tune.cache_dir or folder.path.resolve().parent / ".raycv-cache")
+    cache = reuse.cache_dir(config, folder.path)
     board = ProgressBoard([p.unit for p in prepared.plans], folder.log_path)
     if not verbose:
         # Tune's console reporter prints an experiment banner and a TensorBoard hint into
