@@ -1,7 +1,7 @@
 # The two commands a newcomer runs: `make quickstart` and `make test`.
 # Each creates .venv on first use. constraints.txt pins the versions raycv is tested
-# with (torch 2.13.0: a CPU wheel where one is provided locally, PyPI's CUDA build on
-# a GPU machine). To keep a torch you already have, install with `pip install -e .`.
+# with (torch 2.14.1 and torchvision 0.29.1, PyPI's CUDA build, which also runs on a CPU;
+# timm 1.0.29). To keep a torch you already have, install with `pip install -e .`.
 
 PYTHON ?= python3
 VENV := .venv
