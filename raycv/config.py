@@ -76,6 +76,9 @@ class DataConfig:
     features: list[str] | None = None
     # image modality -> the matplotlib colormap its RGB/RGBA PNGs were exported with
     colormaps: dict[str, str] = field(default_factory=dict)
+    # image modalities whose files are colour photos (.png, .jpg, .jpeg), read as 3-channel
+    # RGB (alpha dropped), never through a colormap
+    rgb: list[str] = field(default_factory=list)
     # share of a colour-mapped PNG's pixels allowed far from every colormap colour
     # (annotations, background); a file with more is refused
     max_off_colormap: float = 0.05
@@ -115,6 +118,11 @@ class DataConfig:
                 "data.classes",
                 self.classes,
                 "distinct labels",
+            )
+        if overlap := [m for m in self.rgb if m in self.colormaps]:
+            raise ConfigError(
+                f"data.rgb and data.colormaps both name {overlap}: a colour photo is read as "
+                "RGB, a colour-mapped map through its colormap; name each modality in one"
             )
         if self.modalities is not None:
             _require(len(self.modalities) >= 1, "data.modalities", self.modalities, "one or more")
@@ -202,8 +210,25 @@ class AugmentConfig:
 
 
 @dataclass
+class ImageModelConfig:
+    """One image modality's own model, overriding the image section's (null: its value)."""
+
+    backbone: str | None = None  # as image.backbone, for this modality
+    weights: str | None = None  # as image.weights, for this modality
+
+
+@dataclass
 class ImageConfig:
-    # output channels of each conv-BN-ReLU-pool block; its length is the depth
+    # cnn: raycv's small CNN (image.channels), trained from scratch; or a timm model name
+    # (resnet18, densenet121, efficientnet_b0, convnext_tiny, ...)
+    backbone: str = "cnn"
+    # a timm backbone's starting weights: none (random) | imagenet (timm's pretrained
+    # weights, from its cache or its hub) | a path or URI of a .pth/.pt state dict or a
+    # .safetensors file
+    weights: str = "none"
+    # image modality -> {backbone, weights} of its own (the original tunes each modality)
+    modalities: dict[str, ImageModelConfig] = field(default_factory=dict)
+    # output channels of each conv-BN-ReLU-pool block of the cnn; its length is the depth
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     dropout: float = 0.3  # before the classification head
     batch_size: int = 32  # images per training step, in every phase that trains a branch
@@ -214,6 +239,27 @@ class ImageConfig:
         _require(all(c >= 1 for c in self.channels), "image.channels", self.channels, "ints >= 1")
         _require(0.0 <= self.dropout < 1.0, "image.dropout", self.dropout, "a float in [0, 1)")
         _require(self.batch_size >= 1, "image.batch_size", self.batch_size, "an int >= 1")
+        for key, spec in [
+            ("image", self),
+            *((f"image.modalities.{m}", s) for m, s in self.modalities.items()),
+        ]:
+            _require(
+                spec.backbone is None or bool(spec.backbone.strip()),
+                f"{key}.backbone",
+                spec.backbone,
+                "cnn or a timm model name",
+            )
+            _require(
+                spec.weights is None or bool(spec.weights.strip()),
+                f"{key}.weights",
+                spec.weights,
+                "none, imagenet, or a path",
+            )
+
+    def model_of(self, modality: str) -> tuple[str, str]:
+        """(backbone, weights) of one image modality: its own entry's, else the section's."""
+        own = self.modalities.get(modality) or ImageModelConfig()
+        return own.backbone or self.backbone, own.weights or self.weights
 
 
 @dataclass
@@ -237,6 +283,24 @@ class PhaseConfig:
 class PretrainConfig(PhaseConfig):
     SECTION: ClassVar[str] = "pretrain"
     class_weight: Literal["balanced", "none"] = "balanced"  # CNN loss weighting by class
+    # with pretrained weights (image.weights not none), pretraining has two steps: the head
+    # alone on the frozen backbone (pretrain.lr), then the last unfreeze_depth blocks
+    # (counted as stage2.unfreeze_depth counts them: the head is the last) fine-tuned at
+    # finetune_lr with BatchNorm statistics fixed, kept only if inner-validation kappa
+    # improves. 0 or 1: the head alone (no second step). Unused for weights: none.
+    unfreeze_depth: int | Literal["all"] = 2
+    finetune_lr: float = 1e-5  # Adam learning rate of the second step (the fine-tuning)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.unfreeze_depth != "all":
+            _require(
+                self.unfreeze_depth >= 0,
+                "pretrain.unfreeze_depth",
+                self.unfreeze_depth,
+                "an int >= 0 or 'all'",
+            )
+        _require(self.finetune_lr > 0, "pretrain.finetune_lr", self.finetune_lr, "a number > 0")
 
 
 @dataclass

@@ -94,6 +94,14 @@ def build(cls, raw: dict, prefix: str = ""):
         if is_dataclass_type(tp):
             kwargs[key] = build(tp, value if value is not None else {}, f"{dotted}.")
             continue
+        if (section := _section_of_mapping(tp)) is not None:  # name -> section of its own
+            if not isinstance(value or {}, dict):
+                raise ConfigError(f"{dotted} must be a mapping, got {value!r}")
+            kwargs[key] = {
+                str(name): build(section, spec if spec is not None else {}, f"{dotted}.{name}.")
+                for name, spec in (value or {}).items()
+            }
+            continue
         out = _coerce(value, tp)
         if out is _NO:
             raise ConfigError(f"{dotted}={value!r} is not allowed: expected {_describe(tp)}")
@@ -113,6 +121,8 @@ def key_type(cls, dotted: str):
         if is_dataclass_type(tp):
             cls = tp
             continue
+        if (section := _section_of_mapping(tp)) is not None and i <= len(parts) - 3:
+            return key_type(section, ".".join(parts[i + 2 :]))  # image.modalities.<m>.<key>
         mapping = [a for a in (tp, *get_args(tp)) if get_origin(a) is dict]
         if mapping and i == len(parts) - 2:
             return get_args(mapping[0])[1]
@@ -120,6 +130,13 @@ def key_type(cls, dotted: str):
             raise ConfigError(f"unknown config key {dotted!r}")
         return tp
     raise ConfigError(f"{dotted!r} names a section, not a key")
+
+
+def _section_of_mapping(tp):
+    """The dataclass V of a `dict[str, V]` field (a section per name), else None."""
+    if get_origin(tp) is dict and is_dataclass_type(get_args(tp)[1]):
+        return get_args(tp)[1]
+    return None
 
 
 def accepts(tp, value: Any) -> bool:

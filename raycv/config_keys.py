@@ -72,6 +72,11 @@ def config_keys(config: Config) -> list[tuple[str, object, str]]:
             value = getattr(obj, f.name)
             if is_dataclass_type(hints[f.name]):
                 walk(value, hints[f.name], f"{prefix}{f.name}.")
+            elif isinstance(value, dict) and any(
+                dataclasses.is_dataclass(v) for v in value.values()
+            ):
+                sections = {k: dataclasses.asdict(v) for k, v in value.items()}
+                out.append((f"{prefix}{f.name}", sections, comments.get(f.name, "")))
             else:
                 out.append((f"{prefix}{f.name}", value, comments.get(f.name, "")))
 

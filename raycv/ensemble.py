@@ -158,10 +158,10 @@ def fold_probabilities(
 
 
 def _batch_images(dataset: Dataset, m: str, idx: np.ndarray):
-    """Visits idx's images of m, (K, 1, S, S), and the batch visit of each (None: one per
+    """Visits idx's images of m, (K, c, S, S), and the batch visit of each (None: one per
     visit, in order)."""
     rows, counts = dataset.images[m].rows_of(idx, len(dataset))
-    x = torch.from_numpy(dataset.images[m].pixels[rows][:, None].copy())
+    x = torch.from_numpy(dataset.images[m].batch(rows))
     if np.all(counts == 1):
         return x, None
     return x, torch.as_tensor(np.repeat(np.arange(len(idx)), counts))

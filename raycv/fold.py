@@ -86,8 +86,8 @@ class FoldInputs:
                 visits[m] = torch.as_tensor(self.meta_probs[idx], dtype=torch.float32)
                 continue
             rows, counts = self.dataset.images[m].rows_of(idx, len(self.dataset))
-            # (K, S, S) -> (K, 1, S, S); fancy indexing copies out of the read-only store
-            images[m] = torch.from_numpy(self.dataset.images[m].pixels[rows][:, None].copy())
+            # fancy indexing copies out of the read-only store
+            images[m] = torch.from_numpy(self.dataset.images[m].batch(rows))
             if not np.all(counts == 1):
                 offsets[m] = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)]))
         y = torch.as_tensor(self.dataset.y[idx], dtype=torch.long)
@@ -295,7 +295,7 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
     branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
     examples = fit.examples_of(m)  # every inner-training image of m, its visit's label
     pixels = examples.images[m].cpu().numpy()
-    branch.set_normalisation(pixels.mean(), pixels.std())
+    branch.set_normalisation(pixels)
     model = SingleBranch(branch, m).to(device)
     aug = config.image.augment
     settings = phase_settings(

@@ -43,6 +43,12 @@ class ImageSet:
         """(N, S, S): exactly one image per visit."""
         return cls(np.asarray(pixels, dtype=np.float32), np.arange(len(pixels), dtype=np.int64))
 
+    def batch(self, rows: np.ndarray) -> np.ndarray:
+        """Images `rows` as a (K, c, S, S) batch, copied out of the (read-only) store:
+        c = 1 for a map, 3 for a colour photo."""
+        out = self.pixels[rows]
+        return out[:, None] if out.ndim == 3 else out
+
     def __len__(self) -> int:
         """The number of images (not visits)."""
         return len(self.pixels)

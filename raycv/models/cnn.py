@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,11 +25,12 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class ImageBranch(nn.Module):
-    """(B, 1, S, S) maps in deg C -> (B, C) class logits."""
+    """(B, c, S, S) images -> (B, C) class logits: c = 1 for a map (deg C, colormap
+    positions, gray levels), 3 for a colour photo (data.rgb)."""
 
-    def __init__(self, channels: list[int], n_classes: int, dropout: float):
+    def __init__(self, channels: list[int], n_classes: int, dropout: float, in_channels: int = 1):
         super().__init__()
-        widths = [1, *channels]
+        widths = [in_channels, *channels]
         self.blocks = nn.ModuleList(
             conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
@@ -39,13 +41,17 @@ class ImageBranch(nn.Module):
             nn.Linear(channels[-1], n_classes),  # -> (B, n_classes)
         )
         # Fitted on the fold's inner-training pixels (set_normalisation), saved with the weights
-        # so a checkpoint is usable on its own.
-        self.register_buffer("pixel_mean", torch.zeros(()))
-        self.register_buffer("pixel_std", torch.ones(()))
+        # so a checkpoint is usable on its own: one value for a map, one per channel of a photo.
+        shape = () if in_channels == 1 else (in_channels, 1, 1)
+        self.register_buffer("pixel_mean", torch.zeros(shape))
+        self.register_buffer("pixel_std", torch.ones(shape))
 
-    def set_normalisation(self, mean: float, std: float) -> None:
-        self.pixel_mean.fill_(float(mean))
-        self.pixel_std.fill_(max(float(std), 1e-6))
+    def set_normalisation(self, images: np.ndarray) -> None:
+        """Fit the pixel normalisation on (K, c, S, S) training images (per channel)."""
+        axes = (0, 2, 3) if self.pixel_mean.ndim else None
+        mean, std = images.mean(axis=axes), images.std(axis=axes)
+        self.pixel_mean.copy_(torch.as_tensor(mean).view(self.pixel_mean.shape))
+        self.pixel_std.copy_(torch.as_tensor(std).clamp_min(1e-6).view(self.pixel_std.shape))
 
     def stages(self) -> list[nn.Module]:
         return [*self.blocks, self.head]
