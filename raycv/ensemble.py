@@ -21,6 +21,7 @@ from raycv.checkpoints import load_phase_file
 from raycv.config import Config
 from raycv.data.dataset import Dataset
 from raycv.errors import RaycvError
+from raycv.models.branches import build_branch
 from raycv.models.cnn import ImageBranch
 from raycv.models.forest import load_forest, predict_forest
 from raycv.models.fusion import LateFusion, fuse
@@ -75,13 +76,13 @@ def load_fold_models(run_dir: Path, config: Config, unit: str) -> FoldModels:
             )
         forest = load_forest(fitted, str(where))
 
-    def branch(state: dict) -> ImageBranch:
-        b = ImageBranch(config.image.channels, n_classes, config.image.dropout)
+    def branch(m: str, state: dict) -> ImageBranch:
+        b = build_branch(config, m)
         b.load_state_dict(state)
         return b.eval()
 
     pretrained = {
-        m: branch(PretrainState.from_dict(states[pretrain_file(m)]).state)
+        m: branch(m, PretrainState.from_dict(states[pretrain_file(m)]).state)
         for m in config.image_modalities
     }
     stage1 = fusion = None
@@ -95,10 +96,7 @@ def load_fold_models(run_dir: Path, config: Config, unit: str) -> FoldModels:
 
 
 def _fusion(config: Config, pretrained: dict[str, ImageBranch], state: dict) -> LateFusion:
-    branches = {
-        m: ImageBranch(config.image.channels, len(config.classes), config.image.dropout)
-        for m in pretrained
-    }
+    branches = {m: build_branch(config, m) for m in pretrained}
     # the order of the weights buffer is data.modalities' order, as in run_fold
     fusion = LateFusion(branches, {m: 1.0 for m in config.modalities})
     fusion.load_state_dict(state)

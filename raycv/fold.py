@@ -23,6 +23,7 @@ from raycv.config import Config
 from raycv.data.dataset import Dataset
 from raycv.folds import FoldSplit
 from raycv.metrics import kappa
+from raycv.models.branches import build_branch
 from raycv.models.cnn import ImageBranch, augment
 from raycv.models.forest import dump_forest, forest_probabilities
 from raycv.models.fusion import LateFusion, fit_fusion_weights
@@ -218,7 +219,7 @@ def run_fold(
         pre = ctx.cached(
             pretrain_file(m), PretrainState, lambda m=m: pretrain_branch(ctx, m, fit, val, test)
         )
-        branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
+        branch = build_branch(config, m)
         branch.load_state_dict(pre.state)
         branches[m] = branch.to(device)
         log.debug("%s: loaded pretrained %s layers %s", split.unit, m, list(pre.state))
@@ -292,7 +293,7 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
     """Train modality m's image branch alone on the inner-training maps."""
     config, split, device = ctx.config, ctx.split, ctx.device
     torch.manual_seed(ctx.seed(PRETRAIN, m))  # initial weights
-    branch = ImageBranch(config.image.channels, ctx.n_classes, config.image.dropout)
+    branch = build_branch(config, m)
     examples = fit.examples_of(m)  # every inner-training image of m, its visit's label
     pixels = examples.images[m].cpu().numpy()
     branch.set_normalisation(pixels)
