@@ -63,7 +63,6 @@ def load_fold_models(run_dir: Path, config: Config, unit: str) -> FoldModels:
     """One (repeat, fold) unit's models; RaycvError naming the file for anything unusable."""
     fold_dir = run_dir / "checkpoints" / unit
     states = {name: load_phase_file(fold_dir / f"{name}.pt") for name in phase_files(config)}
-    n_classes = len(config.classes)
 
     forest = None
     if FOREST in states:
