@@ -520,7 +520,9 @@ def _check_cross_section(config: Config) -> None:
             )
     depth = config.stage2.unfreeze_depth
     n_blocks = len(config.image.channels) + 1
-    if depth != "all" and depth > n_blocks:
+    # a timm backbone's blocks are known once timm builds it (models.branches checks those)
+    cnn = any(config.image.model_of(m)[0] == "cnn" for m in config.image_modalities)
+    if cnn and depth != "all" and depth > n_blocks:
         raise ConfigError(
             f"stage2.unfreeze_depth={depth} is more than the {n_blocks} blocks of an image "
             f"branch (image.channels has {len(config.image.channels)}, plus the head); "

@@ -12,6 +12,7 @@ The executor only decides where and when folds run; the numbers are the same.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from raycv import config as config_mod
+from raycv import frozen_features
 from raycv.checkpoints import PhaseStore
 from raycv.config import Config
 from raycv.data import load_dataset, load_table, resolve_config
@@ -33,6 +35,7 @@ from raycv.folds import (
     split_column,
 )
 from raycv.lifecycle import finish_run, start_run
+from raycv.models.branches import check_image_models
 from raycv.phases import RESULT
 from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard
@@ -44,14 +47,16 @@ from raycv.summary import RunSummary
 from raycv.tracking import check_tracking
 
 
-def prepare(config: Config) -> Prepared:
-    """Load and check data and splits; raises before any training or writing."""
+def prepare(config: Config, output: str | Path | None = None) -> Prepared:
+    """Load and check data and splits; raises before any training or writing (`output`,
+    the run's folder, places the cache of frozen backbone features beside it)."""
     config = resolve_config(config)
     # the resolved config is what config.yaml holds: check it as a whole, weights spelled out
     config = config_mod.from_dict(config.to_dict())
     config.fusion.weights = config.fusion_weights()
     check_tracking(config.tracking)  # a missing extra is refused before any training
     check_subgroups(config)  # an unknown report.subgroups column is refused before training
+    weights = check_image_models(config)  # backbones and weights files, before any data
     dataset = load_dataset(config)
     sites = None  # the split column's values with cv.split_by (which excludes a folds_file)
     if config.cv.folds_file:
@@ -71,7 +76,26 @@ def prepare(config: Config) -> Prepared:
         cv = dataclasses.replace(config.cv, folds=int(fold_of.max()) + 1)
     config = dataclasses.replace(config, cv=cv)  # what config.yaml says: folds spelled out
     names = site_names(sites) if sites is not None else None
-    return Prepared(config, dataset, fold_of, plan_folds(dataset, fold_of, config), names)
+    plans = plan_folds(dataset, fold_of, config)
+    # last: every refusal above comes before this one forward pass over the images
+    cache = feature_cache(config, output)
+    frozen_features.attach(config, dataset, weights, cache, say=_say)
+    return Prepared(config, dataset, fold_of, plans, names)
+
+
+def feature_cache(config: Config, output: str | Path | None) -> Path | None:
+    """Where frozen backbone features are kept: the phase cache tune and ablate share
+    (tune.cache_dir, else .raycv-cache beside the run folder); None for a URI output."""
+    if config.tune.cache_dir:
+        return Path(config.tune.cache_dir)
+    folder = output or default_output(config)
+    if "://" in str(folder):
+        return None
+    return Path(folder).resolve().parent / ".raycv-cache"
+
+
+def _say(line: str) -> None:
+    print(f"raycv: {line}", file=sys.stderr, flush=True)
 
 
 def reuse_finished_folds(

@@ -9,6 +9,7 @@ Only the final evaluation touches the outer test fold (science rule 2, tests/tes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from raycv.config import Config
 from raycv.data.dataset import Dataset
 from raycv.folds import FoldSplit
 from raycv.metrics import kappa
-from raycv.models.branches import build_branch
-from raycv.models.cnn import ImageBranch, augment
+from raycv.models.backbone import BackboneBranch
+from raycv.models.branches import build_branch, is_pretrained
+from raycv.models.cnn import ImageBranch, augment, freeze, unfreeze_trailing
 from raycv.models.forest import dump_forest, forest_probabilities
 from raycv.models.fusion import LateFusion, fit_fusion_weights
 from raycv.models.visits import Batch, visit_mean
@@ -32,8 +34,9 @@ from raycv.phase_states import ForestState, PhaseState, PretrainState, Stage1Sta
 from raycv.phases import FOREST, PRETRAIN, RESULT, STAGE1, STAGE2, pretrain_file
 from raycv.results import FoldResult
 from raycv.seeds import phase_seed, repeat_seed
-from raycv.training.loop import Split, predict, train_phase
+from raycv.training.loop import PhaseSettings, Split, predict, train_phase
 from raycv.training.two_stage import (
+    frozen_outputs,
     phase_settings,
     run_stage1,
     run_stage2,
@@ -48,14 +51,15 @@ State = TypeVar("State", bound=PhaseState)
 
 class SingleBranch(torch.nn.Module):
     """One image branch as a classifier of visits (for pretraining and evaluation): a
-    visit's probabilities are the mean over its images; NaN for a visit without one."""
+    visit's probabilities are the mean over its images; NaN for a visit without one.
+    skip: the images are already through the branch's first `skip` (frozen) blocks."""
 
-    def __init__(self, branch: ImageBranch, modality: str):
+    def __init__(self, branch: torch.nn.Module, modality: str, skip: int = 0):
         super().__init__()
-        self.branch, self.modality = branch, modality
+        self.branch, self.modality, self.skip = branch, modality, skip
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        logits = self.branch(batch.images[self.modality])  # (K, C), one row per image
+        logits = self.branch(batch.images[self.modality], self.skip)  # (K, C), one per image
         owner = batch.owner.get(self.modality)
         if owner is None:  # one image per visit
             return logits.log_softmax(-1)
@@ -81,7 +85,7 @@ class FoldInputs:
 
     def split(self, idx: np.ndarray) -> Split:
         """Visits idx: their forest probabilities, every image of theirs, their labels."""
-        visits, images, offsets = {}, {}, {}
+        visits, images, offsets, frozen = {}, {}, {}, {}
         for m in self.modalities:
             if m == "metadata":
                 visits[m] = torch.as_tensor(self.meta_probs[idx], dtype=torch.float32)
@@ -89,6 +93,8 @@ class FoldInputs:
             rows, counts = self.dataset.images[m].rows_of(idx, len(self.dataset))
             # fancy indexing copies out of the read-only store
             images[m] = torch.from_numpy(self.dataset.images[m].batch(rows))
+            if m in self.dataset.frozen:  # the frozen backbone's features, same rows
+                frozen[m] = torch.from_numpy(self.dataset.frozen[m][rows])
             if not np.all(counts == 1):
                 offsets[m] = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)]))
         y = torch.as_tensor(self.dataset.y[idx], dtype=torch.long)
@@ -98,6 +104,7 @@ class FoldInputs:
             {k: v.to(on) for k, v in visits.items()},
             {k: v.to(on) for k, v in images.items()},
             {k: v.to(on) for k, v in offsets.items()},
+            frozen={k: v.to(on) for k, v in frozen.items()},
         )
 
 
@@ -290,14 +297,15 @@ def fit_forest(ctx: FoldContext) -> ForestState:
 
 
 def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Split) -> PretrainState:
-    """Train modality m's image branch alone on the inner-training maps."""
+    """Train modality m's image branch alone on the inner-training images: every block at
+    once from scratch, or, from pretrained weights, in two steps (pretrain_two_steps)."""
     config, split, device = ctx.config, ctx.split, ctx.device
     torch.manual_seed(ctx.seed(PRETRAIN, m))  # initial weights
-    branch = build_branch(config, m)
+    branch = build_branch(config, m, initial=True)
     examples = fit.examples_of(m)  # every inner-training image of m, its visit's label
-    pixels = examples.images[m].cpu().numpy()
-    branch.set_normalisation(pixels)
-    model = SingleBranch(branch, m).to(device)
+    branch.set_normalisation(examples.images[m].cpu().numpy())  # pretrained: their own
+    if device.type == "cuda" and isinstance(branch, BackboneBranch):
+        branch = branch.to(memory_format=torch.channels_last)  # convolutions' fast layout
     aug = config.image.augment
     settings = phase_settings(
         config,
@@ -311,6 +319,9 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
         ),
         augment=lambda batch, gen: _augmented(batch, m, aug, gen),
     )
+    if is_pretrained(config, m):
+        return pretrain_two_steps(ctx, m, branch.to(device), examples, val, test, settings)
+    model = SingleBranch(branch, m).to(device)
     outcome = train_phase(model, examples, val, settings, ctx.report(m))
     return PretrainState(
         state={n: t.cpu() for n, t in branch.state_dict().items()},
@@ -318,6 +329,82 @@ def pretrain_branch(ctx: FoldContext, m: str, fit: Split, val: Split, test: Spli
         best_score=outcome.best_score,
         val_probs=ctx.predict(model, val),
         test_probs=ctx.predict(model, test),
+    )
+
+
+def pretrain_two_steps(
+    ctx: FoldContext,
+    m: str,
+    branch: BackboneBranch,
+    examples: Split,
+    val: Split,
+    test: Split,
+    settings: PhaseSettings,
+) -> PretrainState:
+    """A pretrained backbone, as the original trains it: (1) the head alone on the frozen
+    backbone, on its precomputed features (no augmentation passes through a frozen
+    backbone); (2) the last pretrain.unfreeze_depth blocks fine-tuned at
+    pretrain.finetune_lr, BatchNorm statistics fixed, starting from step 1 with its score
+    to beat: kept only if inner-validation kappa improves, else step 1's weights stay."""
+    config = ctx.config
+    freeze(branch.backbone)
+    on_features = lambda part: part.with_images(  # noqa: E731 - read as a noun below
+        {m: frozen_outputs(branch, part, m, 1, settings)}
+    )
+    head_only = SingleBranch(branch, m, skip=1)
+    step1 = train_phase(
+        head_only,
+        on_features(examples),
+        on_features(val),
+        dataclasses.replace(settings, augment=None),
+        ctx.report(m),
+    )
+    history = [{"branch": m, **row, "note": "head on the frozen backbone"} for row in step1.history]
+    best, finetuned = step1.best_score, None
+    depth = config.pretrain.unfreeze_depth
+    blocks = len(branch.stage_groups())
+    if depth == "all" or depth >= 2:
+        kept_state = copy.deepcopy(branch.state_dict())
+        unfrozen = unfreeze_trailing(branch, depth)
+        step2 = train_phase(
+            SingleBranch(branch, m),
+            examples,
+            val,
+            dataclasses.replace(
+                settings,
+                lr=config.pretrain.finetune_lr,
+                seed=ctx.seed(PRETRAIN, f"{m}/finetune"),
+                baseline=step1.best_score,
+                batchnorm_frozen=True,
+            ),
+            ctx.report(m),
+        )
+        note = f"fine-tuning {', '.join(unfrozen)} ({len(unfrozen)} of {blocks} blocks)"
+        offset = len(step1.history)
+        history += [
+            {"branch": m, **row, "epoch": row["epoch"] + offset, "note": note}
+            for row in step2.history
+        ]
+        finetuned = step2.best_score is not None  # it beat step 1 (early stopping's baseline)
+        if finetuned:
+            best = step2.best_score
+        else:
+            branch.load_state_dict(kept_state)
+        if ctx.progress:
+            verdict = "kept" if finetuned else "not better: kept the head-only weights"
+            ctx.progress(ctx.split.unit, PRETRAIN, -1, {"note": f"{m} fine-tuning {verdict}"})
+    freeze(branch)
+    if finetuned:  # the backbone changed: its cached features no longer apply
+        model, val_in, test_in = SingleBranch(branch, m), val, test
+    else:
+        model, val_in, test_in = head_only, on_features(val), on_features(test)
+    return PretrainState(
+        state={n: t.cpu() for n, t in branch.state_dict().items()},
+        history=history,
+        best_score=best,
+        val_probs=ctx.predict(model, val_in),
+        test_probs=ctx.predict(model, test_in),
+        finetuned=finetuned,
     )
 
 

@@ -24,7 +24,13 @@ class PhaseState:
     """The dict a phase file holds <-> the record (each subclass is a dataclass)."""
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        # a field left at its None default is not written: files of phases that have no
+        # such value keep the bytes they had before the field existed
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not (f.default is None and getattr(self, f.name) is None)
+        }
 
     @classmethod
     def from_dict(cls, state: dict) -> Self:
@@ -55,6 +61,9 @@ class PretrainState(PhaseState):
     best_score: float  # early stopping's best inner-validation score
     val_probs: np.ndarray  # (n_inner_val, C); NaN rows: visits without the modality's image
     test_probs: np.ndarray  # (n_test, C)
+    # pretrained backbones: whether the fine-tuning step beat the head alone (kept); None:
+    # no such step (a branch trained from scratch, or pretrain.unfreeze_depth 0 or 1)
+    finetuned: bool | None = None
 
 
 @dataclass

@@ -53,8 +53,10 @@ class ImageBranch(nn.Module):
         self.pixel_mean.copy_(torch.as_tensor(mean).view(self.pixel_mean.shape))
         self.pixel_std.copy_(torch.as_tensor(std).clamp_min(1e-6).view(self.pixel_std.shape))
 
-    def stages(self) -> list[nn.Module]:
-        return [*self.blocks, self.head]
+    def stage_groups(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """(name, parameters) of each block, first to last: the conv blocks, then the head."""
+        named = [(f"block{i + 1}", b) for i, b in enumerate(self.blocks)] + [("head", self.head)]
+        return [(name, list(module.parameters())) for name, module in named]
 
     def forward(self, x: torch.Tensor, skip: int = 0) -> torch.Tensor:
         """skip > 0: x is already `features(maps, skip)`, the output of the first `skip`
@@ -110,12 +112,12 @@ def freeze(module: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def unfreeze_trailing(branch: ImageBranch, depth: int | str) -> list[str]:
-    """Make the last `depth` stages trainable ('all' = every stage); returns their names."""
-    stages = branch.stages()
-    k = len(stages) if depth == "all" else int(depth)
-    names = [f"block{i + 1}" for i in range(len(branch.blocks))] + ["head"]
-    for stage in stages[len(stages) - k :]:
-        for p in stage.parameters():
+def unfreeze_trailing(branch: nn.Module, depth: int | str) -> list[str]:
+    """Make the last `depth` blocks of an image branch trainable ('all' = every block; a
+    CNN's or a backbone's, see their stage_groups); returns their names."""
+    groups = branch.stage_groups()
+    k = len(groups) if depth == "all" else min(int(depth), len(groups))
+    for _, params in groups[len(groups) - k :]:
+        for p in params:
             p.requires_grad_(True)
-    return names[len(stages) - k :]
+    return [name for name, _ in groups[len(groups) - k :]]

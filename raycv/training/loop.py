@@ -37,6 +37,9 @@ class Split:
     # (n,) loss weight of each example; None: all 1 (pretraining weighs an image by
     # 1 / its visit's image count, so each visit counts once)
     weight: torch.Tensor | None = None
+    # m -> (K, D): each image's frozen pretrained-backbone features, rows as images[m]
+    # (raycv.frozen_features); only for modalities whose branch is such a backbone
+    frozen: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -57,16 +60,19 @@ class Split:
         weighted 1 / its visit's image count so that every visit counts once in the loss
         (as in evaluation); visits without an image drop out."""
         pixels, offsets = self.images[modality], self.offsets.get(modality)
+        frozen = {modality: self.frozen[modality]} if modality in self.frozen else {}
         if offsets is None:  # one image per visit: the split itself
-            return Split(self.y, {}, {modality: pixels}, {modality: None}, self.weight)
+            return Split(self.y, {}, {modality: pixels}, {modality: None}, self.weight, frozen)
         counts = offsets[1:] - offsets[:-1]
         y = torch.repeat_interleave(self.y, counts)
         weight = torch.repeat_interleave(1.0 / counts.clamp_min(1).float(), counts)
-        return Split(y, {}, {modality: pixels}, {modality: None}, weight)
+        return Split(y, {}, {modality: pixels}, {modality: None}, weight, frozen)
 
     def with_images(self, images: dict[str, torch.Tensor]) -> Split:
         """The same visits with some modalities' images replaced (e.g. by features)."""
-        return Split(self.y, self.visits, {**self.images, **images}, self.offsets, self.weight)
+        return Split(
+            self.y, self.visits, {**self.images, **images}, self.offsets, self.weight, self.frozen
+        )
 
 
 def image_rows(offsets: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

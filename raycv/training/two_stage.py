@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from raycv.config import Config
+from raycv.models.backbone import BackboneBranch
 from raycv.models.cnn import freeze, unfreeze_trailing
 from raycv.models.fusion import LateFusion, PrecomputedPrefix
 from raycv.training.loop import (
@@ -58,7 +59,11 @@ def run_stage1(
     for name, branch in fusion.branches.items():
         freeze(branch)
         log.debug("stage1: froze every layer of the %s branch (BatchNorm included)", name)
-    outcome = train_phase(fusion, train, val, settings, report)
+    # a frozen pretrained backbone's features are already computed (frozen_features.py)
+    model = fusion
+    if backbones := [n for n, b in fusion.branches.items() if isinstance(b, BackboneBranch)]:
+        model, train, val = skip_frozen_prefixes(fusion, train, val, settings, backbones)
+    outcome = train_phase(model, train, val, settings, report)
     return _stage_result(outcome, fusion)
 
 
@@ -80,32 +85,49 @@ def run_stage2(
 
 
 def skip_frozen_prefixes(
-    fusion: LateFusion, train: Split, val: Split, settings: PhaseSettings
+    fusion: LateFusion,
+    train: Split,
+    val: Split,
+    settings: PhaseSettings,
+    names: list[str] | None = None,
 ) -> tuple[torch.nn.Module, Split, Split]:
     """With only the last blocks unfrozen (stage2.unfreeze_depth < all), pass the maps
-    through the frozen leading blocks once: the model to train and its splits.
+    through the frozen leading blocks once: the model to train and its splits (names:
+    only these branches; None: every one).
 
     Most of a partially unfrozen epoch is spent there otherwise (depth 1, head only:
     ~0.5 s of its ~0.5 s per epoch on one CPU thread), for outputs that cannot change.
+    A frozen pretrained backbone's outputs come from the split (frozen_features.py).
     """
-    skip = {name: b.frozen_prefix_length() for name, b in fusion.branches.items()}
+    skip = {
+        name: b.frozen_prefix_length()
+        for name, b in fusion.branches.items()
+        if names is None or name in names
+    }
     skip = {name: n for name, n in skip.items() if n > 0}
     if not skip:
         return fusion, train, val
 
-    @torch.no_grad()
     def precompute(part: Split) -> Split:
-        features = {}
-        for name, n in skip.items():
-            branch, x, size = fusion.branches[name].eval(), part.images[name], settings.batch_size
-            # the same autocast as training, so the cached numbers are the ones it would use
-            with autocast(x.device, settings.bf16):
-                starts = range(0, len(x), size) if len(x) else [0]  # no image: (0, ...)
-                chunks = [branch.features(x[i : i + size], n) for i in starts]
-            features[name] = torch.cat(chunks)
-        return part.with_images(features)
+        return part.with_images(
+            {n: frozen_outputs(fusion.branches[n], part, n, k, settings) for n, k in skip.items()}
+        )
 
     return PrecomputedPrefix(fusion, skip), precompute(train), precompute(val)
+
+
+@torch.no_grad()
+def frozen_outputs(branch, part: Split, name: str, n: int, settings: PhaseSettings) -> torch.Tensor:
+    """Modality `name`'s images of `part` through the first n (frozen) blocks of its branch:
+    the split's frozen backbone features where it has them, else computed here."""
+    if name in part.frozen:
+        return part.frozen[name]
+    branch, x, size = branch.eval(), part.images[name], settings.batch_size
+    # the same autocast as training, so the cached numbers are the ones it would use
+    with autocast(x.device, settings.bf16):
+        starts = range(0, len(x), size) if len(x) else [0]  # no image: (0, ...)
+        chunks = [branch.features(x[i : i + size], n) for i in starts]
+    return torch.cat(chunks)
 
 
 def _stage_result(outcome: PhaseOutcome, fusion: LateFusion) -> StageResult:
