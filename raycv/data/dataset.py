@@ -100,6 +100,10 @@ class Dataset:
     # visits, columns read as numbers despite a few text cells, per-modality file
     # kinds and sizes); not part of the fingerprint
     notes: dict = field(default_factory=dict, compare=False)
+    # image modality -> (M, D) float32: each image's output of the modality's frozen
+    # pretrained backbone, computed once for the cohort (raycv.frozen_features); empty:
+    # a fold computes what it needs itself. Not part of the fingerprint.
+    frozen: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         n = len(self.sample_id)
