@@ -28,7 +28,7 @@ from raycv.models.backbone import BackboneBranch
 from raycv.models.branches import build_branch, is_pretrained
 from raycv.models.cnn import ImageBranch, augment, freeze, unfreeze_trailing
 from raycv.models.forest import dump_forest, forest_probabilities
-from raycv.models.fusion import LateFusion, fit_fusion_weights
+from raycv.models.fusion import LateFusion, PrecomputedPrefix, fit_fusion_weights
 from raycv.models.visits import Batch, visit_mean
 from raycv.phase_states import ForestState, PhaseState, PretrainState, Stage1State, Stage2State
 from raycv.phases import FOREST, PRETRAIN, RESULT, STAGE1, STAGE2, pretrain_file
@@ -160,6 +160,19 @@ class FoldContext:
     def predict(self, model, part: Split) -> np.ndarray:
         return predict(model, part, self.config.image.batch_size, self.config.resources.bf16)
 
+    def predict_fused(self, fusion: LateFusion, part: Split) -> np.ndarray:
+        """A fusion's probabilities, each frozen pretrained backbone's output taken from
+        the split's frozen features (where it has them) instead of computed again."""
+        skip = {
+            m: 1
+            for m, branch in fusion.branches.items()
+            if isinstance(branch, BackboneBranch) and m in part.frozen
+        }
+        if not skip:
+            return self.predict(fusion, part)
+        features = {m: part.frozen[m] for m in skip}
+        return self.predict(PrecomputedPrefix(fusion, skip), part.with_images(features))
+
     def cached(self, phase: str, kind: type[State], compute: Callable[[], State]) -> State:
         """The phase's saved state if the store has it (a rerun), else compute and save it."""
         saved = self.store.load(phase) if self.store is not None else None
@@ -222,6 +235,7 @@ def run_fold(
     # -- image branches: pretraining on the maps alone --------------------------------------
     branches: dict[str, ImageBranch] = {}
     history: list[dict] = []
+    stale: list[str] = []  # modalities whose backbone fine-tuning moved
     for m in config.image_modalities:
         pre = ctx.cached(
             pretrain_file(m), PretrainState, lambda m=m: pretrain_branch(ctx, m, fit, val, test)
@@ -232,6 +246,9 @@ def run_fold(
         log.debug("%s: loaded pretrained %s layers %s", split.unit, m, list(pre.state))
         history += pre.history
         test_probs[m], val_probs[m] = pre.test_probs, pre.val_probs
+        if pre.finetuned:  # the backbone moved: the cohort's frozen features are not its own
+            stale.append(m)
+    fit, val, test = (part.without_frozen(stale) for part in (fit, val, test))
     if until == PRETRAIN:
         return None
 
@@ -254,13 +271,15 @@ def run_fold(
         if until == STAGE1:
             return None
         fusion.load_state_dict(s1.state)
-        test_probs["fusion_stage1"] = ctx.predict(fusion, test)
-        val_probs["fusion_stage1"] = ctx.predict(fusion, val)
+        test_probs["fusion_stage1"] = ctx.predict_fused(fusion, test)
+        val_probs["fusion_stage1"] = ctx.predict_fused(fusion, val)
         s2 = ctx.cached(STAGE2, Stage2State, lambda: fusion_stage2(ctx, fusion, fit, val, s1))
         fusion.load_state_dict(s2.state)
+        if s2.kept and stage2_moves_backbones(config):  # their features are stale now
+            test, val = (part.without_frozen() for part in (test, val))
         test_probs["fusion"], val_probs["fusion"] = (
-            ctx.predict(fusion, test),
-            ctx.predict(fusion, val),
+            ctx.predict_fused(fusion, test),
+            ctx.predict_fused(fusion, val),
         )
         result.history += [{"branch": "fusion", **row} for row in s1.history + s2.history]
         result.stage1_val_score, result.stage2_val_score = s1.score, s2.score
@@ -275,6 +294,12 @@ def run_fold(
     if store is not None:
         store.save(RESULT, result.to_dict())
     return result
+
+
+def stage2_moves_backbones(config: Config) -> bool:
+    """Whether stage 2 trains some stage of a timm backbone (depth beyond the head)."""
+    depth = config.stage2.unfreeze_depth
+    return depth == "all" or depth >= 2
 
 
 def fit_forest(ctx: FoldContext) -> ForestState:

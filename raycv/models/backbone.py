@@ -14,7 +14,7 @@ the stage it feeds, or to the last one; the stem to the first.
 Input: a map (1 channel) enters the 3-channel backbone repeated into its three channels,
 so pretrained weights apply unchanged. With pretrained weights each map is first scaled
 to [0, 1] by its own minimum and maximum (no statistic of any fold, so the frozen
-backbone's output stays a function of the image alone: models/frozen_features.py), and
+backbone's output stays a function of the image alone: raycv/frozen_features.py), and
 every input is normalised with the weights' own mean and std. With random weights the
 fold's inner-training pixels give mean and std (per channel), as for the CNN.
 """
@@ -30,6 +30,10 @@ from torch import nn
 
 class BackboneBranch(nn.Module):
     """(B, c, S, S) images -> (B, C) class logits through a timm backbone."""
+
+    # images this process has passed through a backbone: the frozen-feature cache's
+    # promise (one pass per image) is counted, not timed (tests/test_backbones.py)
+    images_through = 0
 
     def __init__(
         self, name: str, n_classes: int, dropout: float, in_channels: int, pretrained: bool
@@ -82,6 +86,7 @@ class BackboneBranch(nn.Module):
     def features(self, x: torch.Tensor, upto: int = 1, start: int = 0) -> torch.Tensor:
         """(B, c, S, S) images -> (B, D) pooled backbone features. A backbone is one
         block for precomputing: its stages are not run piecewise."""
+        BackboneBranch.images_through += len(x)
         return self.backbone(self.normalise(x))
 
     def frozen_prefix_length(self) -> int:

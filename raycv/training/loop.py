@@ -10,6 +10,7 @@ every score.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +68,14 @@ class Split:
         y = torch.repeat_interleave(self.y, counts)
         weight = torch.repeat_interleave(1.0 / counts.clamp_min(1).float(), counts)
         return Split(y, {}, {modality: pixels}, {modality: None}, weight, frozen)
+
+    def without_frozen(self, modalities: list[str] | None = None) -> Split:
+        """The same split without the frozen features of `modalities` (None: of every one):
+        for a backbone that trained, they are no longer its output."""
+        keep = {
+            m: f for m, f in self.frozen.items() if modalities is not None and m not in modalities
+        }
+        return dataclasses.replace(self, frozen=keep)
 
     def with_images(self, images: dict[str, torch.Tensor]) -> Split:
         """The same visits with some modalities' images replaced (e.g. by features)."""
