@@ -18,6 +18,7 @@ a file of a deeper sibling (resnet34 for resnet18) would otherwise load half-use
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -61,6 +62,32 @@ def resolve(backbone: str, spec: str, key: str) -> WeightsFile | None:
     state = read_state_dict(data, f"{key}={spec!r}")
     check_fit(backbone, state, f"{key}={spec!r}")
     return WeightsFile(spec, location, hashlib.sha256(data).hexdigest())
+
+
+def digests(config) -> dict[str, str]:
+    """image modality -> sha256 of its starting weights file (modalities with weights only):
+    what a cached phase trained from, beside the config's spelling of where it was."""
+    out = {}
+    for m in config.image_modalities:
+        backbone, spec = config.image.model_of(m)
+        if spec != NONE and backbone != "cnn":
+            out[m] = _digest(backbone, spec, *_stamp(spec))
+    return out
+
+
+def _stamp(spec: str) -> tuple:
+    """(size, mtime) of a local weights file, so an overwritten file is hashed again."""
+    try:
+        stat = os.stat(spec)
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return (None, None)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(backbone: str, spec: str, size, mtime) -> str:
+    location = imagenet_file(backbone, "image.weights") if spec == IMAGENET else spec
+    return hashlib.sha256(_read_bytes(location, f"image.weights={spec!r}")).hexdigest()
 
 
 def read_state_dict(data: bytes, where: str) -> dict[str, torch.Tensor]:

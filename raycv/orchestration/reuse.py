@@ -18,6 +18,7 @@ import numpy as np
 import raycv
 from raycv import config as config_mod
 from raycv.config import Config
+from raycv.models import weights as weights_mod
 from raycv.phases import FOREST, PRETRAIN, STAGE1, pretrain_file
 
 # What each reusable phase depends on (dotted prefixes of config keys), in the order the
@@ -83,6 +84,8 @@ def phase_key(phase: str, config: Config, fingerprint: str, fold_of: np.ndarray)
             "phase": phase,
             "settings": settings,
             "data": fingerprint,
+            # a weights file overwritten in place is other weights under the same name
+            "weights": weights_mod.digests(config) if phase != FOREST else {},
             "folds": np.asarray(fold_of).tolist(),
             "raycv": raycv.__version__,
         },
