@@ -65,14 +65,17 @@ def resolve(backbone: str, spec: str, key: str) -> WeightsFile | None:
 
 
 def digests(config) -> dict[str, str]:
-    """image modality -> sha256 of its starting weights file (modalities with weights only):
-    what a cached phase trained from, beside the config's spelling of where it was."""
-    out = {}
-    for m in config.image_modalities:
-        backbone, spec = config.image.model_of(m)
-        if spec != NONE and backbone != "cnn":
-            out[m] = _digest(backbone, spec, *_stamp(spec))
-    return out
+    """sha256 of each starting weights file the image section names (its own, and each
+    image.modalities entry's): what a cached phase trained from, beside the config's
+    spelling of where it was. Independent of data.modalities, as the phases it keys are
+    (an ablation's combinations share them)."""
+    named = {"image": (config.image.backbone, config.image.weights)}
+    named |= {f"image.modalities.{m}": config.image.model_of(m) for m in config.image.modalities}
+    return {
+        key: _digest(backbone, spec, *_stamp(spec))
+        for key, (backbone, spec) in sorted(named.items())
+        if spec != NONE and backbone != "cnn"
+    }
 
 
 def _stamp(spec: str) -> tuple:
