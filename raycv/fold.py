@@ -204,7 +204,7 @@ def run_fold(
     if store is not None and (done := store.load(RESULT)) is not None:
         log.info("%s: finished earlier, reusing its result", split.unit)
         return FoldResult.from_dict(done)
-    started = time.time()
+    started, through = time.time(), BackboneBranch.images_through
     device = torch.device(device)
     ctx = FoldContext(
         dataset,
@@ -291,6 +291,7 @@ def run_fold(
     y_val = dataset.y[split.inner_val]
     result.val_kappa = {m: _kappa(config, y_val, p) for m, p in val_probs.items()}
     result.seconds = time.time() - started
+    result.backbone_images = BackboneBranch.images_through - through
     if store is not None:
         store.save(RESULT, result.to_dict())
     return result

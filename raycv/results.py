@@ -30,6 +30,9 @@ class FoldResult:
     fusion_weights: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     repeat: int = 0  # the repetition of the split (cv.repeats) this fold belongs to
+    # images this fold passed through a timm backbone (0 where every frozen backbone's
+    # output came from the cohort's frozen features: raycv.frozen_features)
+    backbone_images: int = 0
 
     @property
     def unit(self) -> str:

@@ -431,3 +431,26 @@ def test_a_backbone_run_on_ray_equals_the_sequential_one(frozen_run, local_ray):
     b = pd.read_csv(out / "predictions.csv", dtype={"sample_id": str}).set_index("sample_id")
     cols = [c for c in a.columns if c.startswith("prob_")]
     np.testing.assert_allclose(b.loc[a.index, cols].to_numpy(), a[cols].to_numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_tune_trials_train_on_the_features_computed_once(frozen_run, local_ray):
+    """Every trial of a search reads the features the driver computed (or found) once:
+    no fold of any trial passes an image through the backbone."""
+    run, _, _ = frozen_run
+    raw = yaml.safe_load((run.parent / "frozen.yaml").read_text())
+    raw["cv"] = {"folds": 2, "seed": 0}
+    raw["tune"] = {
+        "space": {"stage2.lr": {"loguniform": [1e-6, 1e-3]}},
+        "num_samples": 2,
+        "max_concurrent_trials": 2,
+    }
+    config = run.parent / "search.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    code, err = run_cli(["tune", str(config), "--output", str(run.parent / "search")])
+    assert code == 0, err
+    results = sorted((run.parent / "search" / "trials").glob("*/checkpoints/*/result.pt"))
+    assert len(results) == 2 * 2  # trials x folds
+    for path in results:
+        assert PhaseStore(path.parent).load("result")["backbone_images"] == 0, path
+    assert len(list((run.parent / ".raycv-cache" / "features").glob("*.npy"))) == 1
