@@ -15,8 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from raycv.data.dataset import Dataset
 from raycv.folds import folds_table
+from raycv.models import weights as weights_mod
 from raycv.prepared import Prepared
 from raycv.provenance import provenance
 from raycv.results import (
@@ -62,7 +62,7 @@ def finish_run(
     shared: per unit, phase files the folds loaded from elsewhere (tune's cache)."""
     copy_shared_phases(folder, shared or {})
     summary = write_results(prepared, folder, results, wall)
-    folder.write_json("provenance.json", run_provenance(prepared.dataset, started, executor))
+    folder.write_json("provenance.json", run_provenance(prepared, started, executor))
     folder.sync()
     return summary
 
@@ -94,10 +94,14 @@ def write_results(
     return summary
 
 
-def run_provenance(dataset: Dataset, started: str, executor: str) -> dict:
-    """provenance.json: versions, machine, command line and times, and what loading the
-    data found (its layout, warnings, and the visits data.missing_images: drop left out)."""
+def run_provenance(prepared: Prepared, started: str, executor: str) -> dict:
+    """provenance.json: versions, machine, command line and times, what loading the data
+    found (its layout, warnings, and the visits data.missing_images: drop left out), and
+    the content of the image backbones' starting weights files (sha256)."""
+    dataset = prepared.dataset
     record = provenance(dataset.fingerprint(), started, executor)
+    if digests := weights_mod.digests(prepared.config):
+        record["image_weights"] = digests
     notes = dataset.notes
     record["data"] = {
         "layout": notes.get("layout"),

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import raycv
 
-PACKAGES = ("ray", "torch", "scikit-learn", "numpy", "pandas")
+# timm and torchvision build the image backbones (image.backbone): their versions name the
+# architectures and the pretrained weights a run used
+PACKAGES = ("ray", "torch", "scikit-learn", "numpy", "pandas", "timm", "torchvision")
 
 
 def _version(dist: str) -> str | None:

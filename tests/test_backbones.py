@@ -385,6 +385,10 @@ def test_resnet18_from_a_weights_file_trains_and_fine_tunes(tmp_path):
     summary = yaml.safe_load((out / "summary.json").read_text())
     assert summary["models"]["fusion"]["n_predicted"] == len(pd.read_csv(out / "predictions.csv"))
     assert "frozen resnet18 features of thermal_map" in err
+    provenance = yaml.safe_load((out / "provenance.json").read_text())
+    digest = weights_mod.hashlib.sha256(path.read_bytes()).hexdigest()
+    assert provenance["image_weights"] == {"image": digest}
+    assert provenance["versions"]["timm"] == timm.__version__
 
 
 @pytest.mark.parametrize("finetune_lr, depth", [(3e-2, 1), (1e-12, "all")])

@@ -138,7 +138,7 @@ def ablate(
     shared_phases = sorted({Path(f).stem for files in shared.values() for f in files.values()})
     summary = ablation_summary(folder, combos, ref, shared_phases, time.time() - t0)
     # what loading found (warnings, dropped visits), as every run folder's provenance says
-    folder.write_json("provenance.json", run_provenance(prepared.dataset, started, executor_name))
+    folder.write_json("provenance.json", run_provenance(prepared, started, executor_name))
     return AblationOutcome(folder, summary)
 
 
