@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import time
 
@@ -386,7 +387,7 @@ def test_resnet18_from_a_weights_file_trains_and_fine_tunes(tmp_path):
     assert summary["models"]["fusion"]["n_predicted"] == len(pd.read_csv(out / "predictions.csv"))
     assert "frozen resnet18 features of thermal_map" in err
     provenance = yaml.safe_load((out / "provenance.json").read_text())
-    digest = weights_mod.hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert provenance["image_weights"] == {"image": digest}
     assert provenance["versions"]["timm"] == timm.__version__
 
