@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the built-in synthetic wound cohort in the on-disk format",
         description="Write the synthetic cohort (metadata.csv, thermal_map/*.npy, dataset.yaml). "
         "The options make it look like a clinic's export: several images per visit, colour-"
-        "mapped PNGs, a depth map, visits without images, a manifest (images.csv).",
+        "mapped PNGs, a depth map, colour photos, visits without images, a manifest "
+        "(images.csv).",
     )
     synth.add_argument("--out", required=True, help="folder to create")
     synth.add_argument(
@@ -245,12 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each image as a box of a full camera frame (thermal: half black border; "
         "two wounds in some frames), the boxes in images.csv (implies --layout manifest)",
     )
+    synth.add_argument(
+        "--rgb",
+        metavar="MODALITY",
+        help="add a modality MODALITY of colour photos (RGB PNGs) whose class shows in the "
+        "wound's hue alone, at one luminance for every class; read it with "
+        "--set 'data.rgb=[MODALITY]'",
+    )
     check = data_sub.add_parser(
         "check",
         help="validate a dataset folder and print its class and patient counts",
         description="Validate a dataset folder as `raycv run` would, and summarise it: classes, "
         "missing cells per column, columns read as numbers despite text, images per visit, "
-        "original sizes, file kinds, colormaps, boxes, dropped visits. --preview draws what "
+        "original sizes, file kinds, colormaps, colour photos (data.rgb), boxes, dropped "
+        "visits. --preview draws what "
         "the image model is given for a few visits of each modality and class.",
     )
     check.add_argument("path", help="dataset folder")
@@ -306,7 +315,8 @@ def cmd_run(args) -> int:
     from raycv.publish import publish
     from raycv.report.text import kappa_table, stage_table
 
-    prepared = prepare(config)  # every refusal happens here, before any folder or Ray exists
+    # every refusal happens here, before any folder or Ray exists
+    prepared = prepare(config, args.output)
     if args.executor == "sequential":
         from raycv.orchestration.sequential import run_sequential
 
@@ -348,7 +358,12 @@ def cmd_tune(args) -> int:
     from raycv.publish import publish
 
     outcome = tune_experiment(
-        prepare(config), args.output, args.resume, args.overwrite, args.address, args.verbose
+        prepare(config, args.output),
+        args.output,
+        args.resume,
+        args.overwrite,
+        args.address,
+        args.verbose,
     )
     print(outcome.table)
     page = publish(outcome.folder)  # a search is tracked while it runs (Tune's callbacks)
@@ -372,7 +387,7 @@ def cmd_ablate(args) -> int:
     from raycv.publish import publish_ablation
     from raycv.report.ablation import ranking_table
 
-    prepared = prepare(config)
+    prepared = prepare(config, args.output)
     if args.executor == "sequential":
         runner = sequential_runner
     else:
@@ -464,6 +479,7 @@ def cmd_data(args) -> int:
             colormap_name=args.colormap,
             layout=args.layout,
             frames=args.frames,
+            rgb=args.rgb,
         )
         print(f"wrote the synthetic cohort ({args.patients} patients) to {args.out}")
         return 0

@@ -76,8 +76,8 @@ def test_class_order_from_config_and_unknown_modality():
     ds = load_dataset(small(classes=["R", "P", "I"]))
     assert ds.classes == ("R", "P", "I")
     assert set(ds.labels[ds.y == 0]) == {"R"}
-    with pytest.raises(DataError, match="no image modality 'photo'"):
-        load_dataset(small(modalities=["metadata", "photo"]))
+    with pytest.raises(DataError, match="no image modality 'ultrasound'"):
+        load_dataset(small(modalities=["metadata", "ultrasound"]))
 
 
 def test_resolve_config_fills_the_synthetic_defaults():

@@ -59,8 +59,9 @@ def _images(dataset: Dataset) -> list[str]:
     for modality, images in dataset.images.items():
         s = stats.get(modality) or {}
         padded = " (padded: aspect ratio kept)" if s.get("resize") == "pad" else ""
+        what = "colour photos (RGB, 3 channels, data.rgb)" if images.channels == 3 else "images"
         lines.append(
-            f"  {modality}: {len(images)} images, {images.size}x{images.size} for the CNN{padded}"
+            f"  {modality}: {len(images)} {what}, {images.size}x{images.size} for the CNN{padded}"
         )
         if not s:
             continue

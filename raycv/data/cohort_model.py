@@ -20,7 +20,14 @@ windows, so fusing them beats either one and neither is near-perfect:
   noise: the wound hot-spot is large and hot while inflamed, faint when remodeling;
 - the depth map (optional, `depth_map` in data.modalities) sees h through a larger
   imaging noise of its own: the wound bed is deep while inflamed, shallow when
-  remodeling.
+  remodeling;
+- the colour photo (optional, `photo`, read with data.rgb) sees h through an imaging
+  noise of its own, in the wound's hue alone: dark purple-red while inflamed, red when
+  proliferating, orange-yellow when remodeling, every hue at one luminance
+  (0.299 R + 0.587 G + 0.114 B). The wound is darker than the skin, but by the same amount
+  in every class, and its size and place do not depend on the class either: a model that
+  reads the photo as gray sees the wound and learns nothing of its phase; one that reads
+  its three channels can.
 
 Real exports have several images of a visit, or none: with `images_per_visit` k > 1 a
 visit has 1 + Poisson(k - 1) images of each modality, its map plus retakes (the map
@@ -43,7 +50,8 @@ import pandas as pd
 CLASSES = ("I", "P", "R")
 MODALITY = "thermal_map"
 DEPTH = "depth_map"
-IMAGE_MODALITIES = (MODALITY, DEPTH)
+PHOTO = "photo"  # colour photos (S, S) RGB: the class in the hue alone (data.rgb)
+IMAGE_MODALITIES = (MODALITY, DEPTH, PHOTO)
 # SeedSequence children: one per random stream, in a fixed order (append, never insert)
 _STREAMS = (
     "cohort",
@@ -53,6 +61,8 @@ _STREAMS = (
     f"{DEPTH} layout",
     f"{MODALITY} frames",
     f"{DEPTH} frames",
+    PHOTO,
+    f"{PHOTO} layout",
 )
 FEATURES = (
     "age",
@@ -85,7 +95,9 @@ _CLINICAL_SD = 0.2  # visit noise that the metadata sees (area, exudate, infecti
 _LOCAL_SD = 0.35  # visit noise that only the thermal map sees
 _IMAGE_SD = 1.25  # imaging noise on what the thermal map shows of h
 _DEPTH_SD = 2.0  # imaging noise on what the depth map shows of h: the weaker view
-_RETAKE_SD = {MODALITY: 0.05, DEPTH: 0.05}  # a retake's own sensor noise, in the map's units
+_PHOTO_SD = 0.4  # imaging noise on what the photo's hue shows of h
+# a retake's own sensor noise, in the image's units (a photo's: 0..1 per channel)
+_RETAKE_SD = {MODALITY: 0.05, DEPTH: 0.05, PHOTO: 0.02}
 _RETAKE_SHIFT = 0.03  # a retake is shifted by up to this share of the side (>= 1 pixel) each way
 
 
@@ -99,7 +111,8 @@ def synthesize(
     modalities: tuple[str, ...] = (MODALITY,),
 ) -> tuple[pd.DataFrame, dict[str, list[list[np.ndarray]]]]:
     """-> (metadata with sample_id, patient_id, label and FEATURES;
-    {image modality: per visit, its (S, S) float32 images (none, one or several)})."""
+    {image modality: per visit, its (S, S) float32 images (none, one or several); a
+    photo's are (3, S, S) float32 RGB in [0, 1]})."""
     streams = _streams(seed)
     frame, h = _cohort(patients, np.random.default_rng(streams["cohort"]))
     patient = pd.factorize(frame["patient_id"])[0]
@@ -109,9 +122,12 @@ def synthesize(
         if modality == MODALITY:
             seen = h + rng.normal(0.0, _IMAGE_SD, len(h))
             maps = _thermal_maps(seen, patient, patients, image_size, rng)
-        else:
+        elif modality == DEPTH:
             seen = h + rng.normal(0.0, _DEPTH_SD, len(h))
             maps = _depth_maps(seen, patient, patients, image_size, rng)
+        else:
+            seen = h + rng.normal(0.0, _PHOTO_SD, len(h))
+            maps = _photos(seen, patient, patients, image_size, rng)
         layout_rng = np.random.default_rng(streams[f"{modality} layout"])
         out[modality] = _shots(maps, images_per_visit, missing_images, modality, layout_rng)
     return frame, out
@@ -134,7 +150,8 @@ def _streams(seed: int) -> dict[str, np.random.SeedSequence]:
 
 
 def _shots(maps, per_visit: int, missing: float, modality: str, rng) -> list[list[np.ndarray]]:
-    """(N, S, S) maps -> each visit's images: none, its map, or its map and retakes."""
+    """(N, S, S) maps (or (N, 3, S, S) photos) -> each visit's images: none, its image, or
+    its image and retakes."""
     n = len(maps)
     counts = np.ones(n, np.int64) if per_visit == 1 else 1 + rng.poisson(per_visit - 1, n)
     if missing > 0:
@@ -147,13 +164,15 @@ def _shots(maps, per_visit: int, missing: float, modality: str, rng) -> list[lis
 
 
 def _retake(arr: np.ndarray, noise_sd: float, rng: np.random.Generator) -> np.ndarray:
-    """The same wound imaged again: shifted a little (edges repeated), with new noise."""
-    s = max(1, round(_RETAKE_SHIFT * arr.shape[0]))
+    """The same wound imaged again: shifted a little (edges repeated), with new noise.
+    (S, S) or (3, S, S): a photo's channels move together."""
+    h, w = arr.shape[-2:]
+    s = max(1, round(_RETAKE_SHIFT * h))
     dy, dx = rng.integers(-s, s + 1, 2)
-    padded = np.pad(arr, s, mode="edge")
-    h, w = arr.shape
-    moved = padded[s + dy : s + dy + h, s + dx : s + dx + w]
-    return (moved + rng.normal(0.0, noise_sd, arr.shape)).astype(np.float32)
+    padded = np.pad(arr, [(0, 0)] * (arr.ndim - 2) + [(s, s), (s, s)], mode="edge")
+    moved = padded[..., s + dy : s + dy + h, s + dx : s + dx + w]
+    out = moved + rng.normal(0.0, noise_sd, arr.shape)
+    return (np.clip(out, 0.0, 1.0) if arr.ndim == 3 else out).astype(np.float32)
 
 
 def _cohort(patients: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
@@ -302,6 +321,60 @@ def _depth_maps(
     bowl = np.exp(-(dx**2 + dy**2) / (2 * radius[:, None, None] ** 2))  # (N, S, S)
     sensor = rng.normal(0.0, 0.05, (n, size, size))
     return (relief - depth[:, None, None] * bowl + sensor).astype(np.float32)
+
+
+# Hue angles in the (Cb, Cr) chroma plane, degrees from +Cb towards +Cr, of a wound that is
+# fully inflamed (dark purple-red) and fully remodeled (orange-yellow); red lies between.
+_HUE_INFLAMED, _HUE_REMODELED = 70.0, 165.0
+_CHROMA = 0.16  # the wound's chroma: far enough from the skin's, within the RGB cube
+_SKIN_CHROMA = (-0.04, 0.05)  # (Cb, Cr) of the skin, the same for every class
+_WOUND_SHADE = 0.12  # how much darker than the skin a wound is, whatever its phase
+_WOUND_RADIUS = (0.2, 0.35)  # the wound's radius, in half-widths, whatever its phase
+
+
+def _photos(
+    seen: np.ndarray, patient: np.ndarray, patients: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(N, 3, S, S) float32 RGB in [0, 1]: skin with a darker wound whose hue is its phase.
+
+    Built as luminance Y plus chroma (Cb, Cr) and turned into RGB by the JPEG (BT.601)
+    matrix, whose chroma columns have zero luminance: 0.299 R + 0.587 G + 0.114 B is Y
+    exactly, so the class, which moves only Cb and Cr, never shows in the gray image.
+    """
+    n = len(seen)
+    axis = np.linspace(-1.0, 1.0, size)
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")  # (S, S)
+
+    # luminance: the patient's skin, the light falling off across the frame, texture, and
+    # the wound's fixed shade; nothing of it depends on the phase
+    skin = rng.normal(0.55, 0.04, patients)[patient] + rng.normal(0.0, 0.02, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    light = 0.06 * (np.cos(angle)[:, None, None] * xx + np.sin(angle)[:, None, None] * yy)
+    texture = 0.02 * _smooth_noise(n, size, 0.1, rng)
+    radius = rng.uniform(*_WOUND_RADIUS, n)  # in half-widths, whatever the phase
+    centre = rng.uniform(-0.3, 0.3, (patients, 2))[patient] + rng.normal(0, 0.04, (n, 2))
+    dy = yy[None] - centre[:, 0, None, None]
+    dx = xx[None] - centre[:, 1, None, None]
+    blob = np.exp(-(dx**2 + dy**2) / (2 * radius[:, None, None] ** 2))  # (N, S, S)
+    luma = skin[:, None, None] + light + texture - _WOUND_SHADE * blob
+
+    # chroma: the skin's tone outside the wound, the phase's hue inside it
+    inflamed = 1.0 / (1.0 + np.exp(2.0 * (seen - sum(_THRESHOLDS) / 2)))
+    hue = np.radians(_HUE_REMODELED + (_HUE_INFLAMED - _HUE_REMODELED) * inflamed)
+    wound = _CHROMA * np.stack([np.cos(hue), np.sin(hue)], axis=1)  # (N, 2): (Cb, Cr)
+    skin_tone = np.asarray(_SKIN_CHROMA)
+    mottle = 0.01 * _smooth_noise(2 * n, size, 0.1, rng).reshape(n, 2, size, size)
+    chroma = (
+        skin_tone[None, :, None, None] * (1 - blob[:, None])
+        + wound[:, :, None, None] * blob[:, None]
+        + mottle
+    )  # (N, 2, S, S)
+    cb, cr = chroma[:, 0], chroma[:, 1]
+    rgb = np.stack(  # BT.601 YCbCr -> RGB, (N, 3, S, S)
+        [luma + 1.402 * cr, luma - 0.344136 * cb - 0.714136 * cr, luma + 1.772 * cb], axis=1
+    )
+    sensor = rng.normal(0.0, 0.015, rgb.shape)
+    return np.clip(rgb + sensor, 0.0, 1.0).astype(np.float32)
 
 
 def _smooth_noise(n: int, size: int, scale: float, rng: np.random.Generator) -> np.ndarray:

@@ -18,20 +18,26 @@ class ImageSet:
     of the Dataset: visit i's images are `pixels[offsets[i]:offsets[i + 1]]`. One
     array per modality is what makes the record cheap to put in Ray's object store once
     and read zero-copy from every fold.
+
+    A map modality stores (M, S, S); a photo modality (data.rgb) stores (M, 3, S, S),
+    channels first as the CNN takes them.
     """
 
-    pixels: np.ndarray  # (M, S, S) float32, finite, already resized to data.image_size
+    # (M, S, S) or (M, 3, S, S) float32, finite, already resized to data.image_size
+    pixels: np.ndarray
     visit: np.ndarray  # (M,) int64: the Dataset row each image belongs to, non-decreasing
 
     def __post_init__(self):
-        assert self.pixels.ndim == 3 and len(self.visit) == len(self.pixels)
+        assert self.pixels.ndim in (3, 4) and len(self.visit) == len(self.pixels)
         assert np.all(np.diff(self.visit) >= 0), "images must be stored visit by visit"
 
     @classmethod
-    def of(cls, per_visit: list[np.ndarray], size: int) -> ImageSet:
-        """(k_i, S, S) arrays, one per visit in row order (k_i may be 0) -> ImageSet."""
+    def of(cls, per_visit: list[np.ndarray], size: int, channels: int = 1) -> ImageSet:
+        """(k_i, S, S) arrays (with `channels` 3: (k_i, 3, S, S)), one per visit in row
+        order (k_i may be 0) -> ImageSet."""
         counts = np.array([len(a) for a in per_visit], dtype=np.int64)
-        pixels = np.empty((int(counts.sum()), size, size), dtype=np.float32)
+        shape = (size, size) if channels == 1 else (channels, size, size)
+        pixels = np.empty((int(counts.sum()), *shape), dtype=np.float32)
         start = 0
         for a in per_visit:
             pixels[start : start + len(a)] = a
@@ -40,7 +46,7 @@ class ImageSet:
 
     @classmethod
     def single(cls, pixels: np.ndarray) -> ImageSet:
-        """(N, S, S): exactly one image per visit."""
+        """(N, S, S) or (N, 3, S, S): exactly one image per visit."""
         return cls(np.asarray(pixels, dtype=np.float32), np.arange(len(pixels), dtype=np.int64))
 
     def batch(self, rows: np.ndarray) -> np.ndarray:
@@ -56,6 +62,11 @@ class ImageSet:
     @property
     def size(self) -> int:
         return int(self.pixels.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        """1 for a map, 3 for a colour photo (data.rgb)."""
+        return 1 if self.pixels.ndim == 3 else int(self.pixels.shape[1])
 
     def counts(self, n_visits: int) -> np.ndarray:
         """(N,) images per visit."""
@@ -109,7 +120,7 @@ class Dataset:
         n = len(self.sample_id)
         assert len(self.patient_id) == n and len(self.y) == n and len(self.features) == n
         for name, images in list(self.images.items()):
-            if not isinstance(images, ImageSet):  # an (N, S, S) array: one image per visit
+            if not isinstance(images, ImageSet):  # (N, S, S) or (N, 3, S, S): one per visit
                 self.images[name] = images = ImageSet.single(images)
             assert len(images) == 0 or images.visit[-1] < n, name
 
@@ -137,6 +148,8 @@ class Dataset:
         for name in sorted(self.images):
             images = self.images[name]
             h.update(name.encode())
+            if images.channels > 1:  # maps hash as before; a photo's bytes say its shape too
+                h.update(f"channels={images.channels}".encode())
             h.update(np.ascontiguousarray(images.pixels, dtype=np.float32).tobytes())
             if not np.array_equal(images.visit, np.arange(len(self))):
                 # one image per visit hashes as before, so earlier fingerprints still hold

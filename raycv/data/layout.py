@@ -2,18 +2,19 @@
 
 Folder conventions, per image modality:
 
-- `<modality>/<sample_id>.npy` or `.png`: one image of the visit;
-- `<modality>/<sample_id>/`: a folder of the visit's images (any names, .npy/.png);
+- `<modality>/<sample_id>.npy` or `.png` (a photo modality, `data.rgb`: `.png`, `.jpg` or
+  `.jpeg`): one image of the visit;
+- `<modality>/<sample_id>/`: a folder of the visit's images (any names, the same kinds);
   one visit may not have both. Other files are ignored (and counted by `data check`).
 
 The manifest `images.csv` (columns `sample_id, modality, path`, one row per image,
 `path` relative to the dataset folder), when present, replaces the folder conventions
 entirely. A row is refused, by its number, for an empty cell, a sample_id that is not in
 metadata.csv, an unknown modality, an absolute path or one leading outside the folder,
-a file that is not .npy/.png or does not exist, or a path listed twice. A modality is
-unknown unless it is in data.modalities or dataset.yaml's `modalities`: rows of a
-declared modality that is not selected are checked and then left out, so one manifest
-serves experiments on either modality, while a typo is caught.
+a file that is not an image (.npy, .png, .jpg, .jpeg) or does not exist, or a path listed
+twice. A modality is unknown unless it is in data.modalities or dataset.yaml's
+`modalities`: rows of a declared modality that is not selected are checked and then left
+out, so one manifest serves experiments on either modality, while a typo is caught.
 
 Full frames: optional columns `xmin, ymin, xmax, ymax` give a row a box of its file
 (`raycv.data.frames`); a row with them empty is the whole file. Rows naming one file
@@ -21,7 +22,9 @@ with different boxes are different images (two wounds: two samples; two crops of
 wound: two images of its visit); the same file and box twice is a file listed twice.
 
 Either way a visit's images are ordered by path (then box), so a folder layout and a
-manifest naming the same files give identical arrays. Nothing is read here, only listed.
+manifest naming the same files give identical arrays. Nothing is read here, only listed;
+a visit's file its modality cannot hold is refused by its name already (a .npy array in a
+photo modality, a JPEG in a map one: `images.check_suffix`).
 """
 
 from __future__ import annotations
@@ -85,12 +88,12 @@ class Located:
 def locate(folder: Folder, sample_ids: np.ndarray, settings: Settings) -> Located:
     if folder.kind(MANIFEST) == pafs.FileType.File:
         return _from_manifest(folder, sample_ids, settings)
-    return _from_folders(folder, sample_ids, settings.image_modalities)
+    return _from_folders(folder, sample_ids, settings)
 
 
-def _from_folders(folder: Folder, sample_ids: np.ndarray, modalities) -> Located:
+def _from_folders(folder: Folder, sample_ids: np.ndarray, settings: Settings) -> Located:
     files, ignored = {}, {}
-    for m in modalities:
+    for m in settings.image_modalities:
         if folder.kind(m) != pafs.FileType.Directory:
             raise DataError(
                 f"{folder.show(m)}/ does not exist: image modality {m!r} (data.modalities) "
@@ -112,6 +115,8 @@ def _from_folders(folder: Folder, sample_ids: np.ndarray, modalities) -> Located
         per_visit = []
         for sid in map(str, sample_ids):
             one, many = single.pop(sid, []), several.pop(sid, None)
+            for rel in [*one, *(many or [])]:
+                images.check_suffix(folder.show(rel), m, m in settings.rgb)
             if len(one) > 1:
                 names = [posixpath.basename(f) for f in one]
                 raise DataError(f"{folder.show(f'{m}/{sid}')}: both {names} exist; keep one")
@@ -123,7 +128,7 @@ def _from_folders(folder: Folder, sample_ids: np.ndarray, modalities) -> Located
             per_visit.append([ImageRef(f) for f in one or sorted(many or [])])
         files[m] = per_visit
         ignored[m] = other + sum(map(len, single.values())) + sum(map(len, several.values()))
-    hint = "expected <modality>/<sample_id>.npy|.png or a folder <modality>/<sample_id>/"
+    hint = "expected <modality>/<sample_id>.npy|.png|.jpg or a folder <modality>/<sample_id>/"
     return Located(files, "folders", hint, ignored)
 
 
@@ -185,6 +190,7 @@ def _from_manifest(folder: Folder, sample_ids: np.ndarray, settings: Settings) -
         if name not in listings[parent]:
             raise DataError(f"{at}: {folder.show(rel)} does not exist")
         if modality in files:
+            images.check_suffix(rel, modality, modality in settings.rgb, f"{at}: {path!r}")
             margin = settings.crop_margin.get(modality, 0)
             crop = None if box is None else Crop(box, margin, f"{MANIFEST} row {r}")
             files[modality][row_of[sid]].append(ImageRef(rel, crop))

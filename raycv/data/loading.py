@@ -17,7 +17,8 @@ What loading found goes into `Dataset.notes` (plain data, not fingerprinted), fo
 - "dropped": {modality: [sample ids]} left out by data.missing_images=drop;
 - "images": {modality: {"images", "visits": {"0", "1", "several"}, "height",
   "width" ([min, max] before resizing: of the crops, for boxes), "kinds" ({file kind:
-  count}), "colormap", "off_colormap" ({"files", "max_share"}), "crops" ({"images",
+  count}), "channels" (1 for a map, 3 for a photo of data.rgb), "colormap" (None for
+  photos), "off_colormap" ({"files", "max_share"}), "crops" ({"images",
   "frame_height", "frame_width", "margin"}: images cut from boxes, their files' sizes,
   data.crop_margin), "resize" (data.resize), "ignored" (files that are no visit's image)}}.
 """
@@ -158,7 +159,8 @@ def assemble(source: Source) -> Dataset:
 
     Visits without images are refused, dropped or masked first (data.missing_images);
     then each image is checked and resized as it arrives into one preallocated array
-    per modality, so a folder of large maps never sits in memory at full size.
+    per modality ((K, S, S), or (K, 3, S, S) for a photo modality), so a folder of large
+    maps or photos never sits in memory at full size.
     """
     keep, dropped = source.kept()
     table, located, settings = source.table, source.located, source.settings
@@ -169,10 +171,16 @@ def assemble(source: Source) -> Dataset:
     for modality in settings.image_modalities:
         per_visit = [f for f, k in zip(located.files[modality], keep, strict=True) if k]
         counts = np.array([len(f) for f in per_visit], dtype=np.int64)
-        pixels = np.empty((int(counts.sum()), size, size), dtype=np.float32)
         reader = ModalityReader(
-            modality, settings.colormaps, settings.max_off_colormap, size, settings.resize
+            modality,
+            settings.colormaps,
+            settings.max_off_colormap,
+            size,
+            settings.resize,
+            photo=modality in settings.rgb,
         )
+        shape = (size, size) if reader.channels == 1 else (reader.channels, size, size)
+        pixels = np.empty((int(counts.sum()), *shape), dtype=np.float32)
         for j, ref in enumerate(itertools.chain.from_iterable(per_visit)):
             pixels[j] = reader.read(source.fetch(ref))
         sets[modality] = ImageSet(pixels, np.repeat(np.arange(n, dtype=np.int64), counts))

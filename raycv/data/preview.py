@@ -4,7 +4,7 @@ For each image modality and class, up to `per_class` visits of different patient
 spread over the class's visits in metadata.csv order, each by its first image exactly as
 the CNN gets it: decoded, cropped to its box, resized or padded, before normalisation;
 labelled with its sample id and class. A glance says whether the colormaps, the boxes
-and the padding are right.
+and the padding are right. A colour photo (data.rgb) is drawn in its own colours.
 
 Only those images are read: the visits are chosen from the table and the layout (a
 `Source`), then `assemble` reads them through the very code a run uses. `raycv data
@@ -36,7 +36,9 @@ PER_CLASS = 4  # visits shown per modality and class
 class Panel:
     sample_id: str
     label: str  # the visit's class
-    pixels: np.ndarray  # (S, S) float32: the image as the CNN is given it, not normalised
+    # (S, S) float32, or (3, S, S) RGB for a photo: the image as the CNN is given it, not
+    # normalised
+    pixels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def figure(sheet: Sheet) -> Figure:
             ax.set_yticks([])
             if k < len(panels):
                 p = panels[k]
-                ax.imshow(p.pixels, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+                _draw(ax, p.pixels, cmap, lo, hi)
                 ax.set_title(f"{p.sample_id} · {p.label}", fontsize=6.5)
             else:
                 for side in ax.spines.values():
@@ -155,6 +157,15 @@ def _read(source: Source, chosen: dict[tuple[str, int], np.ndarray]) -> Dataset:
     settings = dataclasses.replace(source.settings, missing_images="mask")
     part = dataclasses.replace(source, located=located, settings=settings).take(wanted)
     return assemble(part)
+
+
+def _draw(ax, pixels: np.ndarray, cmap: str, lo: float, hi: float) -> None:
+    """One panel: a map on its colormap, a photo in its own colours."""
+    if pixels.ndim == 3:  # (3, S, S) -> (S, S, 3) RGB, as imshow takes a colour image
+        rgb = np.clip(np.moveaxis(pixels, 0, -1), 0.0, 1.0)
+        ax.imshow(rgb, interpolation="nearest")
+        return
+    ax.imshow(pixels, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
 
 
 def _scale(sheet: Sheet, modality: str) -> tuple[str, float, float]:

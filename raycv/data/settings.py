@@ -3,8 +3,10 @@
 Precedence: a value set in the config (not None) wins, then dataset.yaml, then the
 built-in default ([I, P, R]; [metadata, thermal_map]; every column that is not an id or
 the label). `data.colormaps` merges per modality: the config's entry wins over
-dataset.yaml's. `data.crop_margin` may name any image modality the dataset declares (a
-typo would silently crop without a margin, so any other name is refused).
+dataset.yaml's. `data.crop_margin` and `data.rgb` may name any image modality the dataset
+declares (a typo would silently crop without a margin, or read photos as maps, so any
+other name is refused). A photo modality (`data.rgb`) is never colour-mapped: one that
+dataset.yaml's colormaps names is refused (the config refuses its own overlap).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Settings:
     # image modality -> margin around each box of images.csv (int pixels, float share)
     crop_margin: dict[str, int | float] = field(default_factory=dict)
     resize: str = "stretch"  # how a map becomes the CNN's square: stretch | pad
+    # image modalities whose files are colour photos, read as 3-channel RGB (data.rgb)
+    rgb: tuple[str, ...] = ()
 
     @property
     def image_modalities(self) -> tuple[str, ...]:
@@ -77,6 +81,7 @@ def resolve(config: Config, spec: dict, header: list[str]) -> Settings:
                 f"data.crop_margin.{modality}: {modality!r} is no image modality of this "
                 f"dataset (data.modalities or dataset.yaml's modalities: {images})"
             )
+    _check_rgb(data.rgb, images, spec.get("colormaps", {}))
     return Settings(
         classes=tuple(data.classes or spec.get("classes") or DEFAULT_CLASSES),
         modalities=modalities,
@@ -91,4 +96,22 @@ def resolve(config: Config, spec: dict, header: list[str]) -> Settings:
         max_off_colormap=data.max_off_colormap,
         crop_margin=dict(data.crop_margin),
         resize=data.resize,
+        rgb=tuple(data.rgb),
     )
+
+
+def _check_rgb(rgb: list[str], images: list[str], yaml_colormaps: dict[str, str]) -> None:
+    """Every data.rgb entry is an image modality of the dataset, and none is colour-mapped."""
+    for modality in rgb:
+        if modality not in images:
+            raise DataError(
+                f"data.rgb: {modality!r} is no image modality of this dataset "
+                f"(data.modalities or dataset.yaml's modalities: {images})"
+            )
+        if modality in yaml_colormaps:
+            raise DataError(
+                f"data.rgb names {modality!r}, but dataset.yaml's colormaps.{modality}="
+                f"{yaml_colormaps[modality]!r} says its PNGs are colour-mapped maps; a photo is "
+                f"read as RGB, a map through its colormap: drop {modality!r} from data.rgb, or "
+                "its colormap from dataset.yaml"
+            )

@@ -3,8 +3,12 @@
 `synthetic_source` draws the cohort of config.data.synthetic as a Source, assembled into
 a Dataset exactly like a folder's; `write_dataset` writes it as a dataset folder, optionally shaped
 like a clinic's export (colour-mapped PNGs, several images per visit or none, a manifest,
-full camera frames with boxes). What the cohort is, and how it is drawn, is
+full camera frames with boxes, colour photos). What the cohort is, and how it is drawn, is
 raycv.data.cohort_model's; how frames are laid out, raycv.data.synthetic_frames'.
+
+Colour photos (`photo` in memory, `write_dataset(rgb=NAME)` on disk) are 8-bit RGB, as a
+camera's PNG holds them: the in-memory cohort hands the reader the very bytes a PNG would
+hold, so both load to the same Dataset.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -26,6 +31,7 @@ from raycv.data.cohort_model import (
     FEATURES,
     IMAGE_MODALITIES,
     MODALITY,
+    PHOTO,
     stream,
     synthesize,
     synthetic_metadata,
@@ -42,6 +48,7 @@ from raycv.errors import DataError
 EXPORT_RANGE = {MODALITY: (26.0, 38.0), DEPTH: (-6.0, 2.0)}
 _UNITS = {MODALITY: "deg C", DEPTH: "mm (negative: below the skin)"}
 LAYOUTS = ("folder", "manifest")
+_PHOTO_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # a folder name and a config key
 
 
 def synthetic_settings(config: Config) -> Settings:
@@ -70,6 +77,17 @@ def synthetic_source(config: Config) -> Source:
                 f"{where} has no image modality {modality!r} (data.modalities); "
                 f"it has {list(IMAGE_MODALITIES)}"
             )
+    for modality in settings.rgb:
+        if modality != PHOTO:
+            raise DataError(
+                f"data.rgb names {modality!r}, but {where} holds colour photos only as "
+                f"{PHOTO!r}; its {modality!r} images are maps"
+            )
+    if PHOTO in settings.image_modalities and PHOTO not in settings.rgb:
+        raise DataError(
+            f"{where}: its {PHOTO!r} images are colour photos, read only with "
+            f"data.rgb: [{PHOTO}] (--set 'data.rgb=[{PHOTO}]')"
+        )
     frame, maps = synthesize(
         p.patients,
         p.seed,
@@ -90,7 +108,11 @@ def synthetic_source(config: Config) -> Source:
     located = Located(files, "synthetic", hint, {})
 
     def fetch(ref: ImageRef) -> images.Raw:  # never a box: the cohort has no frames in memory
-        return images.Raw(f"{where}: {ref.path}", arrays[ref.path], images.ARRAY)
+        name, arr = f"{where}: {ref.path}", arrays[ref.path]
+        if arr.ndim == 3:  # a photo: the RGBA bytes of the PNG `write_dataset` writes
+            rgba = np.concatenate([rgb8(arr), np.full((*arr.shape[1:], 1), 255, np.uint8)], -1)
+            return images.Raw(name, rgba, images.COLOUR)
+        return images.Raw(name, arr, images.ARRAY)
 
     return Source(table, located, fetch, settings)
 
@@ -107,6 +129,7 @@ def write_dataset(
     colormap_name: str | None = None,
     layout: str = "folder",
     frames: bool = False,
+    rgb: str | None = None,
 ) -> str:
     """Write the cohort as a dataset folder; returns out_dir.
 
@@ -121,51 +144,64 @@ def write_dataset(
     as the in-memory cohort for .npy files (not with frames: a box is tighter than its
     map), and the same maps to within the colormap's resolution for PNGs (as positions
     in [0, 1], not deg C).
+    `rgb` adds a modality of that name: the cohort's colour photos (`photo`), RGB PNGs
+    whose class shows in the hue alone, read with `data.rgb: [<rgb>]`; laid out like the
+    maps (never as frames: with `frames` they are listed whole in images.csv). Without
+    it, every file is the one earlier versions wrote, byte for byte.
     Refuses a folder that already holds a metadata.csv rather than mixing two cohorts.
     """
     _check_write_options(images_per_visit, missing_images, colormap_name, layout)
+    maps = (MODALITY, DEPTH) if depth_map else (MODALITY,)
+    _check_photo_name(rgb)
     folder = Folder(out_dir)
     if folder.kind(METADATA_CSV).name != "NotFound":
         raise DataError(f"{folder.show(METADATA_CSV)} already exists; choose an empty folder")
-    modalities = IMAGE_MODALITIES if depth_map else (MODALITY,)
-    frame, maps = synthesize(
+    frame, drawn = synthesize(
         patients,
         seed,
         image_size,
         images_per_visit=images_per_visit,
         missing_images=missing_images,
-        modalities=modalities,
+        modalities=(*maps, PHOTO) if rgb else maps,
     )
-    ext = ".png" if colormap_name else ".npy"
+    # the cohort's name of each modality drawn -> the name it is written under
+    names = {**{m: m for m in maps}, **({PHOTO: rgb} if rgb else {})}
     manifest = []
-    for modality in modalities:
-        if frames:
-            manifest += _write_frames(folder, frame, maps[modality], modality, colormap_name, seed)
+    for drawn_as, modality in names.items():
+        shots_of = drawn[drawn_as]
+        if frames and drawn_as != PHOTO:
+            manifest += _write_frames(folder, frame, shots_of, modality, colormap_name, seed)
             continue
-        for sid, shots in zip(frame["sample_id"], maps[modality], strict=True):
+        ext = ".png" if colormap_name or drawn_as == PHOTO else ".npy"
+        for sid, shots in zip(frame["sample_id"], shots_of, strict=True):
             for k, arr in enumerate(shots):
-                if layout == "manifest":
+                if layout == "manifest" or frames:
                     rel = f"files/{sid}_{modality}_{k:02d}{ext}"
-                    manifest.append((sid, modality, rel))
+                    # a photo beside frames: the whole file (empty box cells)
+                    manifest.append((sid, modality, rel, *(("",) * 4 if frames else ())))
                 elif images_per_visit == 1:
                     rel = f"{modality}/{sid}{ext}"
                 else:
                     rel = f"{modality}/{sid}/{k:02d}{ext}"
-                folder.write(rel, _encoded(arr, modality, colormap_name))
+                if drawn_as == PHOTO:
+                    folder.write(rel, _photo_png(arr))
+                else:
+                    folder.write(rel, _encoded(arr, modality, colormap_name))
     if layout == "manifest" or frames:
         columns = ["sample_id", "modality", "path", *(BOX_COLUMNS if frames else ())]
         table = pd.DataFrame(manifest, columns=columns)
         folder.write(MANIFEST, table.to_csv(index=False).encode())
     spec = {
         "description": _description(
-            patients, seed, image_size, images_per_visit, missing_images, colormap_name, modalities
+            patients, seed, image_size, images_per_visit, missing_images, colormap_name, maps
         )
-        + (_FRAMES_TEXT.format(q=synthetic_frames.margin_room(image_size)) if frames else ""),
+        + (_FRAMES_TEXT.format(q=synthetic_frames.margin_room(image_size)) if frames else "")
+        + (_PHOTOS_TEXT.format(m=rgb) if rgb else ""),
         "classes": list(CLASSES),
-        "modalities": ["metadata", *modalities],
+        "modalities": ["metadata", *names.values()],
     }
     if colormap_name:
-        spec["colormaps"] = {m: colormap_name for m in modalities}
+        spec["colormaps"] = {m: colormap_name for m in maps}
     folder.write(DATASET_YAML, yaml.safe_dump(spec, sort_keys=False).encode())
     # written last: its presence marks a complete folder
     folder.write(METADATA_CSV, frame.to_csv(index=False).encode())
@@ -182,6 +218,22 @@ def _check_write_options(images_per_visit, missing_images, colormap_name, layout
     if layout not in LAYOUTS:
         raise DataError(f"--layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
 
+
+def _check_photo_name(rgb: str | None) -> None:
+    if rgb is None:
+        return
+    if not _PHOTO_NAME.match(rgb):
+        raise DataError(f"--rgb={rgb!r}: a modality name is a letter, then letters, digits, _ or -")
+    if rgb in (MODALITY, DEPTH, "metadata"):
+        taken = "the metadata branch" if rgb == "metadata" else "a map modality of the cohort"
+        raise DataError(f"--rgb={rgb!r} is {taken}; name the photos otherwise, e.g. --rgb photo")
+
+
+_PHOTOS_TEXT = (
+    ". {m}: colour photos (RGB PNGs; load with data.rgb: [{m}]) whose class shows in "
+    "the wound's hue alone, at one luminance for every class: read as gray they carry no "
+    "class"
+)
 
 _FRAMES_TEXT = (
     ". Images are boxes of full camera frames (images.csv xmin, ymin, xmax, ymax; thermal "
@@ -206,6 +258,17 @@ def _write_frames(folder, frame, shots, modality, colormap_name, seed) -> list[t
             sid = frame["sample_id"].iloc[visit_of[j]]
             rows.append((sid, modality, rel, box.xmin, box.ymin, box.xmax, box.ymax))
     return rows
+
+
+def rgb8(photo: np.ndarray) -> np.ndarray:
+    """(3, S, S) float RGB in [0, 1] -> (S, S, 3) uint8, as a camera's 8-bit file holds it."""
+    return np.rint(np.clip(np.moveaxis(photo, 0, -1), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _photo_png(photo: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb8(photo)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _encoded(

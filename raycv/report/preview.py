@@ -1,6 +1,6 @@
 """The report's strip of what the image model is given: `raycv data check --preview`'s
 contact sheet (raycv.data.preview) of the run's cohort, read with config.yaml's data
-settings (boxes, margins, resizing, colormaps).
+settings (boxes, margins, resizing, colormaps, photos).
 
 The one part of a report that reads the dataset again: a few images per modality and
 class, never the whole cohort and never a model. Where the data cannot be read from here
@@ -35,7 +35,8 @@ def preview_sections(run: RunRecord, out_dir: Path, prefix: str = "") -> list[Se
     caption = (
         f"{shown[0].upper()}{shown[1:]} of {where}, exactly as the image model gets them: "
         "decoded, cropped to their box, resized or padded, before normalisation; a row per "
-        "image modality and class, each labelled with its sample id and class. Check the "
-        "colormaps, the boxes and the padding at a glance."
+        "image modality and class, each labelled with its sample id and class (a colour "
+        "photo, data.rgb, in its own colours). Check the colormaps, the boxes and the padding "
+        "at a glance."
     )
     return [Section(TITLE, [Figure(path, caption)])]
