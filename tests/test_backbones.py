@@ -459,3 +459,39 @@ def test_tune_trials_train_on_the_features_computed_once(frozen_run, local_ray):
     for path in results:
         assert PhaseStore(path.parent).load("result")["backbone_images"] == 0, path
     assert len(list((run.parent / ".raycv-cache" / "features").glob("*.npy"))) == 1
+
+
+def test_a_model_for_a_modality_the_dataset_lacks_is_refused_by_name():
+    from raycv.errors import DataError
+
+    config = config_mod.from_dict({**TINY, "image": {"modalities": {"thermal": {"backbone": NET}}}})
+    with pytest.raises(DataError, match=r"image.modalities.thermal: 'thermal' is no image"):
+        prepare(config)
+
+
+@pytest.mark.slow
+def test_photos_through_a_pretrained_backbone(weights_file, tmp_path):
+    """Colour photos enter a backbone as they are (3 channels, the weights' own
+    normalisation), beside a map on the section's CNN: one model per modality."""
+    raw = {
+        **TINY,
+        "data": {
+            **TINY["data"],
+            "modalities": ["metadata", "thermal_map", "photo"],
+            "rgb": ["photo"],
+        },
+        "image": {
+            **TINY["image"],
+            "modalities": {"photo": {"backbone": NET, "weights": str(weights_file)}},
+        },
+    }
+    config = tmp_path / "photos.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    code, err = run_cli(["run", str(config), "--output", str(out), "--executor", "sequential"])
+    assert code == 0, err
+    assert "frozen test_resnet features of photo" in err and "of thermal_map" not in err
+    summary = yaml.safe_load((out / "summary.json").read_text())
+    assert {"photo", "thermal_map", "fusion"} <= set(summary["models"])
+    saved = PhaseStore(out / "checkpoints" / "fold0").load(pretrain_file("photo"))
+    assert saved["state"]["backbone.conv1.0.weight"].shape[1] == 3  # RGB in, as trained

@@ -3,9 +3,9 @@
 Precedence: a value set in the config (not None) wins, then dataset.yaml, then the
 built-in default ([I, P, R]; [metadata, thermal_map]; every column that is not an id or
 the label). `data.colormaps` merges per modality: the config's entry wins over
-dataset.yaml's. `data.crop_margin` and `data.rgb` may name any image modality the dataset
-declares (a typo would silently crop without a margin, or read photos as maps, so any
-other name is refused). A photo modality (`data.rgb`) is never colour-mapped: one that
+dataset.yaml's. `data.crop_margin`, `data.rgb` and `image.modalities` may name any image
+modality the dataset declares (a typo would silently crop without a margin, read photos
+as maps, or train the section's model, so any other name is refused). A photo modality (`data.rgb`) is never colour-mapped: one that
 dataset.yaml's colormaps names is refused (the config refuses its own overlap).
 """
 
@@ -75,10 +75,12 @@ def resolve(config: Config, spec: dict, header: list[str]) -> Settings:
             )
     declared = tuple(dict.fromkeys([*modalities, *spec.get("modalities", [])]))
     images = [m for m in declared if m != "metadata"]
-    for modality in data.crop_margin:
+    named = [(f"data.crop_margin.{m}", m) for m in data.crop_margin]
+    named += [(f"image.modalities.{m}", m) for m in config.image.modalities]
+    for key, modality in named:
         if modality not in images:
             raise DataError(
-                f"data.crop_margin.{modality}: {modality!r} is no image modality of this "
+                f"{key}: {modality!r} is no image modality of this "
                 f"dataset (data.modalities or dataset.yaml's modalities: {images})"
             )
     _check_rgb(data.rgb, images, spec.get("colormaps", {}))
