@@ -495,3 +495,15 @@ def test_photos_through_a_pretrained_backbone(weights_file, tmp_path):
     assert {"photo", "thermal_map", "fusion"} <= set(summary["models"])
     saved = PhaseStore(out / "checkpoints" / "fold0").load(pretrain_file("photo"))
     assert saved["state"]["backbone.conv1.0.weight"].shape[1] == 3  # RGB in, as trained
+
+
+def test_the_readmes_image_models_example_is_a_valid_config():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Image models", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = config_mod.from_dict(yaml.safe_load(example))
+    assert config.image.model_of("photo") == ("densenet121", "imagenet")
+    assert config.image.model_of("thermal_map")[0] == "resnet18"
+    assert config.data.rgb == ["photo"] and config.pretrain.unfreeze_depth == 2
