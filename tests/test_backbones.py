@@ -251,6 +251,7 @@ def prepared_backbone(weights_file, tmp_path_factory):
     return prepare(config_mod.from_dict(raw), out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("finetune_lr, kept", [(1e-12, False), (3e-2, True)])
 def test_the_fine_tuning_step_is_kept_only_when_inner_validation_improves(
     prepared_backbone, weights_file, tmp_path, finetune_lr, kept
@@ -392,6 +393,7 @@ def test_resnet18_from_a_weights_file_trains_and_fine_tunes(tmp_path):
     assert provenance["versions"]["timm"] == timm.__version__
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("finetune_lr, depth", [(3e-2, 1), (1e-12, "all")])
 def test_cached_frozen_features_give_the_numbers_the_backbone_gives(
     prepared_backbone, finetune_lr, depth
