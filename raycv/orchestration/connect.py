@@ -11,7 +11,7 @@ import time
 import ray
 
 from raycv.config import ConfigError
-from raycv.orchestration.placement import cluster_address
+from raycv.orchestration.placement import PRIVATE_RAY_ENV, cluster_address
 from raycv.progress import ProgressBoard
 
 # Settings of a Ray that raycv starts itself (one machine, nothing to autoscale or preempt).
@@ -23,6 +23,9 @@ LOCAL_RAY_ENV = {
     # watch for preempted nodes, and export metrics nobody collects here
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
+    # marks every process of this Ray (driver, trial processes) as on a Ray of fixed size:
+    # lanes ask no autoscaler for resources (lane_trainer.py)
+    PRIVATE_RAY_ENV: "1",
 }
 
 
@@ -41,6 +44,7 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     quiet = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     address = cluster_address(address)
     if address:
+        os.environ.pop(PRIVATE_RAY_ENV, None)  # left by a private Ray this process ran before
         ray.init(address=address, **quiet)
         return True
     for name, value in LOCAL_RAY_ENV.items():  # inherited by the workers this Ray starts

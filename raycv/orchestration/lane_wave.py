@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raycv.checkpoints import PhaseStore
 from raycv.errors import RaycvError
 from raycv.orchestration.connect import resources_in_words
+from raycv.orchestration.lane_trainer import LaneTrainer
 from raycv.orchestration.lanes import Lane
 from raycv.phases import RESULT
 from raycv.progress import ProgressBoard
@@ -98,7 +98,7 @@ class LaneWave:
         self.asks: dict = {}  # what each lane's worker asks for (per_fold), for the note
         self.storage_fs, self.storage_root = filesystem(storage)
 
-    def launch(self, lane: Lane, trainer: DataParallelTrainer) -> None:
+    def launch(self, lane: Lane, trainer: LaneTrainer) -> None:
         def fit() -> None:
             try:
                 self.ended.put((lane, trainer.fit()))

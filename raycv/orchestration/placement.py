@@ -19,6 +19,16 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+# Set (to "1") in the environment of a local Ray raycv starts itself (connect.start_ray),
+# so its every process (the driver, Tune's trial processes) knows no autoscaler is there.
+PRIVATE_RAY_ENV = "RAYCV_PRIVATE_RAY"
+
+
+def on_private_ray() -> bool:
+    """True in the processes of a local Ray that raycv started itself."""
+    return os.environ.get(PRIVATE_RAY_ENV) == "1"
+
+
 def fold_threads(config) -> int:
     """A fold's torch threads = its CPUs, in every executor, so they compute the same numbers."""
     return max(1, round(config.resources.per_fold.cpu))

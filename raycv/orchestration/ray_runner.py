@@ -1,9 +1,10 @@
 """The Ray executor: a run's unfinished folds in lanes (lanes.py), each a single-worker Ray
 Train trainer, all launched in one wave (lane_wave.py) so that no fold waits for a new
 trainer to start. Why lanes and not one trainer per fold (see the README's design
-section): each trainer starts five fresh Python processes (controller, placement-group
-cleaner, synchronization actor, dataset manager, worker), ~15 CPU-seconds on 2 cores,
-paid again for every fold that had to queue.
+section): each trainer starts fresh Python processes (controller, placement-group
+cleaner, synchronization actor, worker; Ray Train's Ray Data manager and autoscaling
+coordinator are left out, lane_trainer.py), ~10 CPU-seconds on 2 cores, paid again for
+every fold that had to queue.
 
 A dead worker restarts only its own lane, from the latest phase of the fold it was
 training; folds it had finished are not retrained, and other lanes go on. The dataset is
@@ -19,15 +20,15 @@ from pathlib import Path
 
 import ray
 from ray.train import FailureConfig, RunConfig, ScalingConfig
-from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 from raycv.errors import RaycvError
 from raycv.experiment import reuse_finished_folds
 from raycv.orchestration.connect import check_ray_gpus, connect
 from raycv.orchestration.fold_worker import LaneTask, train_lane
+from raycv.orchestration.lane_trainer import LaneTrainer
 from raycv.orchestration.lane_wave import LaneWave, WaveRun, first_line, worker_cause
 from raycv.orchestration.lanes import Lane, lane_count, plan_lanes, wave_jobs
-from raycv.orchestration.placement import cluster_address
+from raycv.orchestration.placement import cluster_address, on_private_ray
 from raycv.orchestration.runs import RunToTrain
 from raycv.orchestration.storage_check import check_shared_storage
 from raycv.prepared import Prepared
@@ -48,12 +49,14 @@ def lane_trainer(
     dataset_ref,
     relay,
     until: str | None = None,
-) -> DataParallelTrainer:
+) -> LaneTrainer:
     """A one-worker Ray Train trainer that runs one lane's folds (of one or several runs).
 
     DataParallelTrainer rather than TorchTrainer: a fold is one process, so it needs no
     torch.distributed process group, whose set-up cost ~7 s per trainer on 2 cores here.
-    Ray Train still gives the lane its resources, retries, checkpoints and resume.
+    Ray Train still gives the lane its resources, retries, checkpoints and resume; the
+    LaneTrainer leaves out the Ray Data actor, and on a Ray raycv started the autoscaling
+    coordinator, that a lane never uses (lane_trainer.py).
     Every checkpoint is kept (in home's Ray storage): the driver copies each finished
     fold's from there into its run's folder.
     """
@@ -79,7 +82,7 @@ def lane_trainer(
         run_folder=home.uri or str(home.path.resolve()),
         until=until,
     )
-    return DataParallelTrainer(
+    return LaneTrainer(
         train_lane,
         train_loop_config={"task": task},
         scaling_config=ScalingConfig(
@@ -92,6 +95,7 @@ def lane_trainer(
             storage_path=home.ray_storage,
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
         ),
+        autoscaling=not on_private_ray(),
     )
 
 
