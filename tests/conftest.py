@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import pytest
 import yaml
@@ -32,6 +33,20 @@ FAULT = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Folds and predictions computed in this process (run_fold, predict) use one torch
+    thread, as raycv gives a fold of resources.per_fold.cpu=1 (the default) in every
+    executor. Two threads on these tiny models gain nothing, and on a machine whose cores
+    are busy their waits for each other made a fold take many times as long."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_config(tmp_path, raw: dict = TINY, name: str = "exp.yaml"):
     """An experiment YAML file of `raw` in tmp_path; returns its path."""
     path = tmp_path / name
@@ -58,6 +73,43 @@ def tiny_config(*overrides: str, **sections):
 
 
 @pytest.fixture(scope="session")
+def sequential_run(tmp_path_factory):
+    """run(raw) -> the run folder of `raycv run` of `raw` with the sequential executor, made
+    once per session for each config (a Ray = sequential comparison and the report tests
+    read the same tiny run): for tests that only read a finished run, never write to it."""
+    done = {}
+
+    def run(raw: dict):
+        key = yaml.safe_dump(raw, sort_keys=True)
+        if key not in done:
+            done[key] = run_quietly(tmp_path_factory.mktemp("sequential"), raw)
+        return done[key]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for a module's in-process runs, which join it instead of starting
+    and stopping a private Ray each (seconds on 2 cores). Set up as raycv sets up the Ray
+    it starts itself (LOCAL_RAY_ENV), with the 2 CPUs the tests count on."""
+    import ray
+
+    from raycv.orchestration.connect import LOCAL_RAY_ENV
+
+    added = [name for name in LOCAL_RAY_ENV if name not in os.environ]
+    for name in added:  # inherited by the workers this Ray starts
+        os.environ[name] = LOCAL_RAY_ENV[name]
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="session")
 def tiny():
     """(config, prepared experiment) of the tiny cohort, shared by the session."""
     from raycv.experiment import prepare
@@ -66,7 +118,8 @@ def tiny():
     return config, prepare(config)
 
 
-# A tiny search: 3 trials of 2 folds, stage 2 settings only (so every phase before it is shared).
+# A tiny search: 2 trials of 2 folds, one after the other, each on 2 lanes; stage 2 settings
+# only (so every phase before it is shared).
 SEARCH = {
     **TINY,
     "name": "search",
@@ -76,7 +129,7 @@ SEARCH = {
             "stage2.lr": {"loguniform": [1e-6, 1e-3]},
             "stage2.unfreeze_depth": {"choice": [1, "all"]},
         },
-        "num_samples": 3,
+        "num_samples": 2,
         "max_concurrent_trials": 1,
     },
     "tracking": {"mlflow": True},  # one MLflow run per trial, in <tune folder>/mlruns

@@ -419,15 +419,6 @@ def test_cached_frozen_features_give_the_numbers_the_backbone_gives(
         np.testing.assert_allclose(cached.probs[model], probs, atol=1e-5, err_msg=model)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.slow
 def test_a_backbone_run_on_ray_equals_the_sequential_one(frozen_run, local_ray):
     run, _, _ = frozen_run

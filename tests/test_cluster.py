@@ -9,7 +9,9 @@ which the test finds, and stops, its own processes and no one else's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import re
@@ -349,29 +351,6 @@ def submit(cluster: LocalCluster, monkeypatch, *args: str) -> int:
     return main(["submit", *args, "--address", cluster.dashboard, "--wait"])
 
 
-@pytest.fixture
-def head():
-    cluster = LocalCluster(f"cluster-head-{os.getpid()}", num_cpus=2)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.mark.slow
-def test_quickstart_submitted_as_a_job_writes_the_contract_run_folder(
-    head, tmp_path, monkeypatch, capsys
-):
-    out = tmp_path / "quickstart"
-    code = submit(head, monkeypatch, "experiments/quickstart.yaml", "--output", str(out))
-    printed = capsys.readouterr()
-    assert code == 0, printed.out + printed.err
-    job = re.search(r"submitted job (\S+):", printed.out).group(1)
-    assert f"ray job logs --address {head.dashboard} --follow {job}" in printed.out
-    assert "executor ray" in printed.out and f"results: {out}" in printed.out  # the job's log
-    check_run_folder(out)
-
-
 # Two folds that train in seconds (the quickstart, made smaller from the command line).
 SMALL = [
     "--set", "cv.folds=2",
@@ -403,7 +382,8 @@ def can_hide_a_folder_from_a_node() -> bool:
 @pytest.fixture(scope="module")
 def two_nodes():
     """A 1-CPU head and a 1-CPU node (two folds cannot share a node). `shared/` is one
-    folder for both; the node sees an empty `private/` of its own where it can."""
+    folder for both; the node sees an empty `private/` of its own where it can. ids: {node
+    id: is the head} of its nodes, asked once."""
     cluster = LocalCluster(f"cluster-two-{os.getpid()}", num_cpus=1)
     try:
         shared, private = cluster.tmp / "shared", cluster.tmp / "private"
@@ -421,21 +401,41 @@ def two_nodes():
                 "-",
             )
         cluster.add_node(num_cpus=1, prefix=prefix)
+        cluster.ids = cluster.nodes()
         yield cluster
     finally:
         cluster.stop()
 
 
-@pytest.mark.slow
-def test_two_folds_spread_over_two_nodes_into_a_folder_both_see(two_nodes, monkeypatch, capsys):
-    nodes = two_nodes.nodes()
-    assert len(nodes) == 2
+@pytest.fixture(scope="module")
+def submitted(two_nodes):
+    """`raycv submit --wait` of the quickstart (SMALL) into the folder both nodes see, as a
+    user on their laptop would run it: (exit code, stdout, stderr, run folder). One job
+    for the tests of what submit says and writes and of where the folds ran."""
     out = two_nodes.tmp / "shared" / "run"
-    code = submit(
-        two_nodes, monkeypatch, "experiments/quickstart.yaml", *SMALL, "--output", str(out)
-    )
-    printed = capsys.readouterr()
-    assert code == 0, printed.out + printed.err
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = submit(two_nodes, patch, "experiments/quickstart.yaml", *SMALL, "--output", str(out))  # fmt: skip
+    return code, stdout.getvalue(), stderr.getvalue(), out
+
+
+@pytest.mark.slow
+def test_quickstart_submitted_as_a_job_writes_the_contract_run_folder(two_nodes, submitted):
+    code, printed, errors, out = submitted
+    assert code == 0, printed + errors
+    job = re.search(r"submitted job (\S+):", printed).group(1)
+    assert f"ray job logs --address {two_nodes.dashboard} --follow {job}" in printed
+    assert "executor ray" in printed and f"results: {out}" in printed  # the job's log
+    check_run_folder(out)
+
+
+@pytest.mark.slow
+def test_two_folds_spread_over_two_nodes_into_a_folder_both_see(two_nodes, submitted):
+    nodes = two_nodes.ids
+    assert len(nodes) == 2
+    code, printed, errors, out = submitted
+    assert code == 0, printed + errors
     check_run_folder(out)
     # each fold's worker says where it runs (run.log): one fold per node
     log = (out / "run.log").read_text()
@@ -461,23 +461,24 @@ def test_a_run_folder_one_node_cannot_see_is_refused_before_training(
     assert code == 2, printed.out + printed.err  # the job ends with raycv's refusal status
     refused = re.search(r"is not shared: node ([0-9a-f]+)", printed.out)
     assert refused, printed.out
-    worker_node = next(n for n, head in two_nodes.nodes().items() if not head)
+    worker_node = next(n for n, head in two_nodes.ids.items() if not head)
     assert refused.group(1) == worker_node  # the node that cannot see the head's disk
     assert not (out / "ray").exists() and not (out / "summary.json").exists()  # nothing trained
 
 
 @pytest.mark.slow
-def test_on_a_joined_cluster_folds_asking_for_a_gpu_wait_and_say_for_what(head, tmp_path):
+def test_on_a_joined_cluster_folds_asking_for_a_gpu_wait_and_say_for_what(two_nodes, tmp_path):
     """A joined cluster may still grow (an autoscaler), so raycv does not refuse a GPU it
     lacks now: the folds wait, and every 10 s the status line says what they ask for and
-    what the cluster has."""
+    what the cluster has (here two nodes of 1 CPU)."""
     out = tmp_path / "waits"
     command = [sys.executable, "-m", "raycv", "run", "experiments/quickstart.yaml", *SMALL]
-    command += ["--set", "resources.per_fold.gpu=1", "--address", head.gcs, "--output", str(out)]
+    command += ["--set", "resources.per_fold.gpu=1", "--output", str(out)]
+    command += ["--address", two_nodes.gcs]
     proc = subprocess.Popen(
         command,
         cwd=ROOT,
-        env={**head.env, "PYTHONUNBUFFERED": "1"},
+        env={**two_nodes.env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -26,7 +26,7 @@ from raycv.data.images import fill_value, pad, resize
 from tests.conftest import TINY, tiny_config
 from tests.test_colormap import exported
 from tests.test_data import IDS, config_for, make_folder, refusal
-from tests.test_ray_run import assert_same_predictions, local_ray  # noqa: F401 (a fixture)
+from tests.test_ray_run import assert_same_predictions
 
 H, W = 20, 30  # a hand-made frame: 20 rows, 30 columns
 

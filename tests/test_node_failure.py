@@ -20,12 +20,11 @@ import time
 import pytest
 from ray.util.state import list_actors
 
-from raycv.cli import main
-from tests.conftest import FAULT, write_config
+from tests.conftest import write_config
 from tests.contract import check_run_folder
 from tests.processes import log_text, wait_for
 from tests.test_cluster import LocalCluster
-from tests.test_ray_run import assert_same_predictions
+from tests.test_ray_run import FAULT_2, assert_same_predictions
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +40,9 @@ def relay_node(cluster: LocalCluster) -> str | None:
     return actors[0].node_id if actors else None
 
 
-def test_a_dead_worker_node_costs_only_its_fold_and_the_run_agrees(tmp_path):
-    raw = {**FAULT, "cv": {"folds": 2, "seed": 0}, "resources": {"max_failures": 3}}
-    config = write_config(tmp_path, raw)
-    reference = tmp_path / "reference"
-    assert main(["run", str(config), "--output", str(reference), "--executor", "sequential"]) == 0
+def test_a_dead_worker_node_costs_only_its_fold_and_the_run_agrees(sequential_run, tmp_path):
+    config = write_config(tmp_path, {**FAULT_2, "resources": {"max_failures": 3}})
+    reference = sequential_run(FAULT_2)  # the sequential run, shared with test_ray_run's
 
     cluster = LocalCluster(f"node-death-{os.getpid()}", num_cpus=1)
     try:

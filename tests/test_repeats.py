@@ -57,9 +57,9 @@ def test_repeats_are_different_patient_grouped_splits_and_repeat_0_is_the_unrepe
     assert not np.array_equal(repeated.plans[3].inner_val, repeated.plans[0].inner_val)
 
 
-def test_a_repeated_run_writes_every_unit_as_the_contract_says(tmp_path):
-    raw = {**TINY, "cv": {"folds": 2, "repeats": 2, "seed": 0}}
-    out = run_quietly(tmp_path, raw)
+def test_a_repeated_run_writes_every_unit_as_the_contract_says(sequential_run):
+    # the session's sequential run of this config: test_ray_run compares Ray's with it
+    out = sequential_run({**TINY, "cv": {"folds": 2, "repeats": 2, "seed": 0}})
     summary = check_run_folder(out)  # (repeat, fold) kappas, pooled = mean over repeats
     assert summary["repeats"] == 2 and len(summary["models"]["fusion"]["kappa_per_fold"]) == 4
     assert {p.name for p in (out / "checkpoints").iterdir()} == {

@@ -37,7 +37,7 @@ from raycv.statistics.bootstrap import (
     patient_confusions,
     patient_draws,
 )
-from tests.conftest import TINY
+from tests.conftest import SEARCH, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["I", "P", "R"]
@@ -598,7 +598,7 @@ def test_a_tune_folder_reports_the_search_and_its_best_trial(tiny_search):
     assert f"nested estimate: outer fusion kappa {summary['nested']['kappa_mean']:.3f}" in text
     assert f"{summary['best']['outer_kappa_mean']:.3f}" in text
     trials = markdown_table(text, "trial")
-    assert len(trials) == 3
+    assert len(trials) == SEARCH["tune"]["num_samples"]
     # the best trial's tables are those of best/, recomputed from its predictions
     pred = pd.read_csv(out / "best" / "predictions.csv", dtype=str)
     pooled = cohen_kappa_score(

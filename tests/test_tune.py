@@ -122,13 +122,14 @@ def test_nested_estimate_takes_each_folds_own_best_trial():
 
 
 @pytest.mark.slow
-def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_path):
+def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, local_ray, tmp_path):
     config, out, printed = tiny_search
     assert "nested estimate" in printed and "optimistic" in printed
     assert "Configuration for experiment" not in printed  # Tune's banner, not raycv's
 
     trials = pd.read_csv(out / "trials.csv")
-    assert len(trials) == 3 and (trials["status"] == "complete").all()
+    n_trials = SEARCH["tune"]["num_samples"]
+    assert len(trials) == n_trials and (trials["status"] == "complete").all()
     for column in (
         "stage2.lr",
         "stage2.unfreeze_depth",
@@ -192,7 +193,7 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_p
     experiment = client.get_experiment_by_name("search")
     assert experiment is not None, "the search logged nothing to MLflow"
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 3
+    assert len(runs) == n_trials
     by_trial = {
         next(t for t in trials["trial_id"] if r.data.tags.get("trial_name", "").endswith(t)): r
         for r in runs
@@ -203,7 +204,8 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_p
         assert float(run.data.params["stage2.lr"]) == pytest.approx(row["stage2.lr"])
         assert run.data.metrics["objective"] == pytest.approx(row["val_kappa_mean"])
 
-    # a second search on the same data and settings reuses the cached phases
+    # a second search on the same data and settings reuses the cached phases, whatever
+    # lanes it is given (one here: the trial runs its folds in its own process)
     again = tmp_path / "tune2"
     cache = out.parent / ".raycv-cache"  # where the first search kept its shared phases
     assert (
@@ -216,6 +218,8 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_p
                 "--set",
                 "tune.num_samples=1",
                 "--set",
+                "resources.concurrent_folds=1",
+                "--set",
                 f"tune.cache_dir={cache}",
             ]
         )
@@ -226,12 +230,15 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, tmp_p
 
 
 @pytest.mark.slow
-def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(tmp_path):
+def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(local_ray, tmp_path):
+    # two one-lane trials at a time: each runs its folds in its own process (the tiny
+    # search above has trials of two lanes)
     raw = {
         **SEARCH,
         "tune": {
             **SEARCH["tune"],
             "num_samples": 2,
+            "max_concurrent_trials": 2,
             "space": {"pretrain.lr": {"uniform": [1e-3, 3e-3]}},
         },
     }
@@ -243,7 +250,7 @@ def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_asha_stops_weak_trials_after_a_fold_and_the_best_finished_every_fold(tmp_path):
+def test_asha_stops_weak_trials_after_a_fold_and_the_best_finished_every_fold(local_ray, tmp_path):
     # the fusion weight moves the fold-0 kappa a lot, so ASHA (rung at 1 fold) has weak
     # trials to stop; two one-lane trials at a time, whose processes Tune reuses
     raw = {
@@ -278,7 +285,7 @@ def test_asha_stops_weak_trials_after_a_fold_and_the_best_finished_every_fold(tm
 
 
 @pytest.mark.slow
-def test_an_interrupted_search_resumes_without_repeating_finished_trials(tmp_path):
+def test_an_interrupted_search_resumes_without_repeating_finished_trials(local_ray, tmp_path):
     # two trials at a time on 2 CPUs: each trial's one lane runs in the trial's process
     raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 3, "max_concurrent_trials": 2}}
     config, out = write_config(tmp_path, raw), tmp_path / "tune"
