@@ -4,15 +4,22 @@ never uses, which each cost a Python process on the lane's start-up path (issue 
 - No Ray Data: a lane reads the dataset from the object store itself (fold_worker.py), so
   Train's DatasetsCallback, which starts a DatasetManager actor per trainer and sends Ray
   Data's context to the worker (importing Ray Data there), is left out.
-- No autoscaling requests on a Ray raycv started itself: one machine, nothing to scale.
-  Train's default scaling policy starts an _AutoscalingCoordinatorActor and waits (up to
-  5 s) for its answer before it asks for the lane's placement group. On a cluster raycv
-  joined the requests stay: an autoscaler may add the nodes the lanes ask for.
+- On a private Ray (one raycv started itself: one machine, gone with the driver):
+  - no autoscaling requests. Train's default scaling policy starts an
+    _AutoscalingCoordinatorActor and waits (up to 5 s) for its answer before it asks for
+    the lane's placement group; nothing can scale here;
+  - no placement-group cleaner. Train starts a detached PlacementGroupCleaner actor per
+    trainer (a process, ~1.5 CPU-s, and a stop the controller waits on at its end) to
+    free the lane's placement group should the controller die ungracefully, e.g. with
+    its node. A private Ray has one node, and a lane whose controller died fails the
+    fold, which ends the Ray session and with it every placement group.
+  On a cluster raycv joined both stay: an autoscaler may add the nodes the lanes ask
+  for, and a worker node may die under a live driver.
 
 Ray 2.60's internals (raycv pins Ray): `_create_default_callbacks` and
 `_initialize_and_run_controller` are the trainer's own hooks for its callbacks and its
-controller's arguments. Everything else (retries, checkpoints, resume, the placement
-group cleaner) is Train's, unchanged.
+controller's arguments. Everything else (retries, checkpoints, resume) is Train's,
+unchanged.
 
 Kept import-light: the controller unpickles the scaling policy defined here.
 """
@@ -20,6 +27,9 @@ Kept import-light: the controller unpickles the scaling policy defined here.
 from __future__ import annotations
 
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+from ray.train.v2._internal.callbacks.placement_group_callback import (
+    PlacementGroupCleanerCallback,
+)
 from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
@@ -39,20 +49,21 @@ class FixedScalingNoAutoscaler(FixedScalingPolicy):
 
 
 class LaneTrainer(DataParallelTrainer):
-    """DataParallelTrainer without Ray Data's actor, and without autoscaling requests where
-    `autoscaling=False` (a Ray raycv started)."""
+    """DataParallelTrainer without Ray Data's actor, and, where `private_ray` (a Ray raycv
+    started itself), without autoscaling requests and the placement-group cleaner."""
 
-    def __init__(self, *args, autoscaling: bool = True, **kwargs):
+    def __init__(self, *args, private_ray: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self._autoscaling = autoscaling
+        self._private_ray = private_ray
 
     def _create_default_callbacks(self):
         callbacks = super()._create_default_callbacks()
-        if self.datasets:  # never in raycv; kept correct should a lane pass datasets
-            return callbacks
-        return [cb for cb in callbacks if not isinstance(cb, DatasetsCallback)]
+        unused = () if self.datasets else (DatasetsCallback,)  # raycv never passes datasets
+        if self._private_ray:
+            unused += (PlacementGroupCleanerCallback,)
+        return [cb for cb in callbacks if not isinstance(cb, unused)]
 
     def _initialize_and_run_controller(self, **kwargs):
-        if not self._autoscaling and type(kwargs.get("scaling_policy")) is FixedScalingPolicy:
+        if self._private_ray and type(kwargs.get("scaling_policy")) is FixedScalingPolicy:
             kwargs["scaling_policy"] = FixedScalingNoAutoscaler(self.scaling_config)
         return super()._initialize_and_run_controller(**kwargs)

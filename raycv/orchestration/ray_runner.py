@@ -1,10 +1,10 @@
 """The Ray executor: a run's unfinished folds in lanes (lanes.py), each a single-worker Ray
 Train trainer, all launched in one wave (lane_wave.py) so that no fold waits for a new
 trainer to start. Why lanes and not one trainer per fold (see the README's design
-section): each trainer starts fresh Python processes (controller, placement-group
-cleaner, synchronization actor, worker; Ray Train's Ray Data manager and autoscaling
-coordinator are left out, lane_trainer.py), ~10 CPU-seconds on 2 cores, paid again for
-every fold that had to queue.
+section): each trainer starts fresh Python processes (controller, synchronization actor,
+worker; on a cluster also a placement-group cleaner; Ray Train's Ray Data manager and
+autoscaling coordinator are left out, lane_trainer.py), ~8 CPU-seconds on 2 cores, paid
+again for every fold that had to queue.
 
 A dead worker restarts only its own lane, from the latest phase of the fold it was
 training; folds it had finished are not retrained, and other lanes go on. The dataset is
@@ -56,7 +56,7 @@ def lane_trainer(
     torch.distributed process group, whose set-up cost ~7 s per trainer on 2 cores here.
     Ray Train still gives the lane its resources, retries, checkpoints and resume; the
     LaneTrainer leaves out the Ray Data actor, and on a Ray raycv started the autoscaling
-    coordinator, that a lane never uses (lane_trainer.py).
+    coordinator and the placement-group cleaner, that a lane never needs (lane_trainer.py).
     Every checkpoint is kept (in home's Ray storage): the driver copies each finished
     fold's from there into its run's folder.
     """
@@ -95,7 +95,7 @@ def lane_trainer(
             storage_path=home.ray_storage,
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
         ),
-        autoscaling=not on_private_ray(),
+        private_ray=on_private_ray(),
     )
 
 
