@@ -310,7 +310,14 @@ def test_ray_gives_the_sequential_results(sequential_ablation, tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_ablation_resumes_to_the_same_files(tmp_path):
+    """Killed while the fusions train (together, after the shared phases): --resume
+    reuses the cached shared phases and the fusion folds already finished, and writes the
+    files an uninterrupted ablation writes."""
     raw = {**FAULT, "name": "killed", "data": {**FAULT["data"], "modalities": THREE}}
+    # fusion folds long enough (~0.7 s each) that the kill lands between the first
+    # finished one and the last: with the tiny default stages all six took 0.25 s
+    raw["stage1"] = {"epochs": 20, "patience": 20}
+    raw["stage2"] = {"epochs": 20, "patience": 20, "lr": 1e-4}
     raw["ablation"] = {"combinations": [["metadata"], ["thermal_map"], ["metadata", "thermal_map"], ["metadata", "depth_map"]]}  # fmt: skip
     config = write_config(tmp_path, raw)
     # apart, so that each has its own cache of shared phases (beside its folder)
@@ -319,20 +326,21 @@ def test_a_killed_ablation_resumes_to_the_same_files(tmp_path):
         assert main(["ablate", str(config), "--output", str(reference_out), "--executor", "sequential"]) == 0  # fmt: skip
     tag = f"ablation-kill-{os.getpid()}"
     proc = start_cli("ablate", config, out, tag, "--executor", "sequential")
-    done = out / COMBOS / "metadata+thermal_map" / "provenance.json"
+    fused = out / COMBOS / "metadata+thermal_map" / "checkpoints" / "fold0" / "result.pt"
     try:
-        wait_for(done.exists, 300, "a finished fusion combination", proc)
+        wait_for(fused.exists, 300, "a finished fusion fold", proc)
     finally:
-        kill_all(tag, proc)  # mid-ablation: the last combination is training or waiting
+        kill_all(tag, proc)  # mid-ablation: the other fusion folds are training or waiting
+    assert not (out / COMBOS / "metadata+depth_map" / "provenance.json").exists(), "killed too late"
     assert not (out / "summary.json").exists()
-    stamp = done.stat().st_mtime_ns
+    stamp = fused.stat().st_mtime_ns
     again = start_cli("ablate", config, out, tag, "--executor", "sequential", "--resume")
     try:
         output, _ = again.communicate(timeout=600)
     finally:
         kill_all(tag, again)
     assert again.returncode == 0, output
-    assert done.stat().st_mtime_ns == stamp  # the finished combination was kept as it was
+    assert fused.stat().st_mtime_ns == stamp  # the finished fusion fold was kept as it was
     log = log_text(out)
     assert "reusing cached forest, pretrain of every fold" in log  # no shared phase again
     for name in ("metadata", "thermal_map", "metadata+thermal_map", "metadata+depth_map"):
@@ -340,6 +348,20 @@ def test_a_killed_ablation_resumes_to_the_same_files(tmp_path):
     assert (out / "combinations.csv").read_text() == (
         reference_out / "combinations.csv"
     ).read_text()
+
+    # as a kill between two combinations' last writes leaves it: one combination finished
+    # (provenance.json, written last), the next not, no summary; --resume keeps the first
+    kept = out / COMBOS / "metadata+thermal_map" / "provenance.json"
+    stamp = kept.stat().st_mtime_ns
+    (out / COMBOS / "metadata+depth_map" / "provenance.json").unlink()
+    (out / "summary.json").unlink()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["ablate", str(config), "--output", str(out), "--executor", "sequential", "--resume"]) == 0  # fmt: skip
+    assert kept.stat().st_mtime_ns == stamp
+    assert "combination metadata+thermal_map finished earlier (kept)" in log_text(out)
+    pd.testing.assert_frame_equal(
+        predictions(out, "metadata+depth_map"), predictions(reference_out, "metadata+depth_map")
+    )
 
 
 def _literal(text: str) -> str:

@@ -9,6 +9,7 @@ import os
 import time
 
 import ray
+from ray._private.ray_constants import PROCESS_TYPE_MONITOR as MONITOR
 
 from raycv.config import ConfigError
 from raycv.orchestration.placement import PRIVATE_RAY_ENV, cluster_address
@@ -56,6 +57,17 @@ def start_ray(address: str | None, verbose: bool) -> bool:
         **quiet,
     )
     return True
+
+
+def stop_ray() -> None:
+    """ray.shutdown, a second sooner on a local Ray this process started: Ray stops its
+    processes with a SIGTERM and up to 1 s of grace each, and its autoscaler monitor takes
+    all of that second to go (measured on Ray 2.60: 1.01 of shutdown's 1.12 s). The
+    monitor of a one-node Ray holds nothing to save, so it is killed outright first."""
+    node = ray._private.worker._global_node  # set only in the process that started Ray
+    if node is not None:
+        node._kill_process_type(MONITOR, allow_graceful=False, check_alive=False)
+    ray.shutdown()
 
 
 def connect(address: str | None, verbose: bool, board: ProgressBoard) -> bool:

@@ -71,6 +71,20 @@ class WaveRun:
     name: str = ""  # how the wave's board names the run (a combination), if it is not its own
 
 
+# Every lane trainer's thread this process started. A wave returns once its folds are in,
+# while its trainers may still wind down; a thread still inside Ray's C++ core when the
+# interpreter exits crashes it (seen as a segfault after a run's last line), so whoever
+# ends a Ray session or a process joins them first (join_lanes).
+_lane_threads: list[threading.Thread] = []
+
+
+def join_lanes(timeout: float = 10.0) -> None:
+    """Wait (up to `timeout` s each) for the lane trainers' threads to end: ray.shutdown
+    ends them at once; on a live Ray, once their controllers have wound down (~1 s)."""
+    while _lane_threads:
+        _lane_threads.pop().join(timeout)
+
+
 class LaneWave:
     """The lanes of one wave while they train: starts each lane's trainer in a thread,
     relays the workers' progress to each run's board, copies each fold the workers
@@ -106,7 +120,9 @@ class LaneWave:
                 self.ended.put((lane, exc))
 
         # daemon: Ctrl-C must not wait for trainers that ray.shutdown() is ending
-        threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True).start()
+        thread = threading.Thread(target=fit, name=f"raycv-{lane.name}", daemon=True)
+        thread.start()
+        _lane_threads.append(thread)
         self.running += 1
         self.lanes.append(lane)
         folds = ", ".join(j.key.removeprefix("fold") for j in lane.jobs)  # 0, 1, r1-fold0

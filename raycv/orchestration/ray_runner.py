@@ -23,10 +23,16 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 
 from raycv.errors import RaycvError
 from raycv.experiment import reuse_finished_folds
-from raycv.orchestration.connect import check_ray_gpus, connect
+from raycv.orchestration.connect import check_ray_gpus, connect, stop_ray
 from raycv.orchestration.fold_worker import LaneTask, train_lane
 from raycv.orchestration.lane_trainer import LaneTrainer
-from raycv.orchestration.lane_wave import LaneWave, WaveRun, first_line, worker_cause
+from raycv.orchestration.lane_wave import (
+    LaneWave,
+    WaveRun,
+    first_line,
+    join_lanes,
+    worker_cause,
+)
 from raycv.orchestration.lanes import Lane, lane_count, plan_lanes, wave_jobs
 from raycv.orchestration.placement import cluster_address, on_private_ray
 from raycv.orchestration.runs import RunToTrain
@@ -206,6 +212,7 @@ def ray_session(
     results. Every wave of the session (an ablation's shared phases, then its
     combinations) uses the same Ray and the same dataset."""
     started_here = connect(address, verbose, board)
+    interrupted = False
     try:
         joined = cluster_address(address) is not None
         if not joined:
@@ -226,11 +233,16 @@ def ray_session(
 
         yield train
     except KeyboardInterrupt:
+        interrupted = True
         board.say("raycv: interrupted: cancelling running folds")
         raise
     finally:
         if started_here:
-            ray.shutdown()  # also ends the fold trainers still running
+            stop_ray()  # also ends the fold trainers still running
+        # a lane's thread alive at the interpreter's exit can crash it; on a joined
+        # cluster a Ctrl-C leaves the trainers to end with this driver, unwaited for
+        if started_here or not interrupted:
+            join_lanes()
 
 
 def ray_executor(address: str | None = None, verbose: bool = False):

@@ -25,7 +25,8 @@ from raycv.config import Config
 from raycv.errors import RunFolderError
 from raycv.folds import folds_table
 from raycv.orchestration import reuse
-from raycv.orchestration.connect import connect
+from raycv.orchestration.connect import connect, stop_ray
+from raycv.orchestration.lane_wave import join_lanes
 from raycv.orchestration.lanes import lane_count
 from raycv.orchestration.placement import cluster_address
 from raycv.orchestration.ray_runner import run_folds_on_ray
@@ -249,7 +250,8 @@ def tune_experiment(
     finally:
         board.close()
         if started_here:
-            ray.shutdown()
+            stop_ray()
+            join_lanes()  # the shared phases' trainers (lane_wave.py)
     units = [p.unit for p in prepared.plans]
     trials = trials_table(grid, list(space), units, folder.path / "trials")
     folder.write_csv("trials.csv", trials)

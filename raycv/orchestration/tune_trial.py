@@ -19,6 +19,7 @@ from ray import tune
 from raycv.folds import FoldSplit
 from raycv.lifecycle import finish_run, start_run
 from raycv.metrics import kappa
+from raycv.orchestration.lane_wave import join_lanes
 from raycv.orchestration.ray_runner import run_folds_on_ray
 from raycv.orchestration.sequential import run_sequential
 from raycv.orchestration.tune_results import OBJECTIVE
@@ -130,5 +131,6 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
                 on_result=on_result,
                 n_lanes=plan.n_lanes,
             )
+            join_lanes()  # before Tune may end this process (lane_wave.py)
     finally:
         board.close()
