@@ -124,6 +124,38 @@ def test_an_existing_run_folder_is_refused_without_resume_or_overwrite(local_ray
 # -- faults: real processes, real signals ------------------------------------------------
 
 
+def test_placement_groups_outlive_their_maker_and_only_the_driver_owns_its_ray(local_ray):
+    """Why a lane's trainer drops Train's placement-group cleaner only in the process that
+    started Ray (lane_trainer.py): a group made by an actor (a lane's controller) stays,
+    holding its CPUs, after that actor dies; only the Ray's end frees it for sure."""
+    import ray
+    from ray.util.placement_group import placement_group_table, remove_placement_group
+
+    from raycv.orchestration.connect import owns_ray
+
+    @ray.remote(num_cpus=0)
+    class Controller:
+        def owns_ray(self):
+            return owns_ray()
+
+        def make_group(self):
+            from ray.util.placement_group import placement_group
+
+            group = placement_group([{"CPU": 1}])
+            ray.get(group.ready())
+            return group
+
+    assert owns_ray()  # the tests' process started this Ray (conftest's local_ray)
+    controller = Controller.remote()
+    assert ray.get(controller.owns_ray.remote()) is False  # as in a Tune trial's process
+    group = ray.get(controller.make_group.remote())
+    ray.kill(controller)
+    with pytest.raises(ray.exceptions.RayActorError):  # dead
+        ray.get(controller.owns_ray.remote())
+    assert placement_group_table(group)["state"] == "CREATED"  # still holding its CPU
+    remove_placement_group(group)
+
+
 def test_a_killed_fold_worker_is_retried_and_the_run_agrees(sequential_run, tmp_path):
     """Both folds share one lane; the worker is killed while training the second: the lane
     restarts from that fold's latest phase checkpoint and does not train the first fold

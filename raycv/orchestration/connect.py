@@ -59,14 +59,23 @@ def start_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
+def owns_ray() -> bool:
+    """True in the process that started the Ray it is connected to (the driver of a
+    private Ray): that Ray, and every placement group in it, ends with this process.
+    Not in Tune's trial processes, nor in a driver that joined a cluster."""
+    node = ray._private.worker._global_node  # a head node only where ray.init started one
+    return node is not None and node.is_head()
+
+
 def stop_ray() -> None:
     """ray.shutdown, a second sooner on a local Ray this process started: Ray stops its
     processes with a SIGTERM and up to 1 s of grace each, and its autoscaler monitor takes
     all of that second to go (measured on Ray 2.60: 1.01 of shutdown's 1.12 s). The
     monitor of a one-node Ray holds nothing to save, so it is killed outright first."""
-    node = ray._private.worker._global_node  # set only in the process that started Ray
-    if node is not None:
-        node._kill_process_type(MONITOR, allow_graceful=False, check_alive=False)
+    if owns_ray():
+        ray._private.worker._global_node._kill_process_type(
+            MONITOR, allow_graceful=False, check_alive=False
+        )
     ray.shutdown()
 
 

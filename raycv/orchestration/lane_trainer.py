@@ -8,13 +8,17 @@ never uses, which each cost a Python process on the lane's start-up path (issue 
   - no autoscaling requests. Train's default scaling policy starts an
     _AutoscalingCoordinatorActor and waits (up to 5 s) for its answer before it asks for
     the lane's placement group; nothing can scale here;
-  - no placement-group cleaner. Train starts a detached PlacementGroupCleaner actor per
-    trainer (a process, ~1.5 CPU-s, and a stop the controller waits on at its end) to
-    free the lane's placement group should the controller die ungracefully, e.g. with
-    its node. A private Ray has one node, and a lane whose controller died fails the
-    fold, which ends the Ray session and with it every placement group.
-  On a cluster raycv joined both stay: an autoscaler may add the nodes the lanes ask
-  for, and a worker node may die under a live driver.
+  - and where the lane's driver is the process that started that Ray (`owns_ray`: a
+    `raycv run` or `ablate`), no placement-group cleaner. Train starts a detached
+    PlacementGroupCleaner actor per trainer (a process, ~1.5 CPU-s, and a stop the
+    controller waits on at its end) to free the lane's placement group should the
+    controller die ungracefully: a placement group outlives the actor that created it
+    (it belongs to the job; checked on Ray 2.60). There a lane whose controller died
+    fails the fold, which ends the Ray session and every placement group with it. A
+    Tune trial's lanes keep it: ASHA stopping the trial kills their controllers while
+    the search goes on, and their CPUs would stay taken from the trials still to run.
+  On a cluster raycv joined everything stays: an autoscaler may add the nodes the lanes
+  ask for, and a worker node may die under a live driver.
 
 Ray 2.60's internals (raycv pins Ray): `_create_default_callbacks` and
 `_initialize_and_run_controller` are the trainer's own hooks for its callbacks and its
@@ -49,17 +53,19 @@ class FixedScalingNoAutoscaler(FixedScalingPolicy):
 
 
 class LaneTrainer(DataParallelTrainer):
-    """DataParallelTrainer without Ray Data's actor, and, where `private_ray` (a Ray raycv
-    started itself), without autoscaling requests and the placement-group cleaner."""
+    """DataParallelTrainer without Ray Data's actor; where `private_ray` (a Ray raycv
+    started itself) without autoscaling requests, and where also `owns_ray` (this
+    process started that Ray, see connect.owns_ray) without the placement-group cleaner."""
 
-    def __init__(self, *args, private_ray: bool = False, **kwargs):
+    def __init__(self, *args, private_ray: bool = False, owns_ray: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._private_ray = private_ray
+        self._owns_ray = private_ray and owns_ray
 
     def _create_default_callbacks(self):
         callbacks = super()._create_default_callbacks()
         unused = () if self.datasets else (DatasetsCallback,)  # raycv never passes datasets
-        if self._private_ray:
+        if self._owns_ray:
             unused += (PlacementGroupCleanerCallback,)
         return [cb for cb in callbacks if not isinstance(cb, unused)]
 

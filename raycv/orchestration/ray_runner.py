@@ -23,7 +23,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 
 from raycv.errors import RaycvError
 from raycv.experiment import reuse_finished_folds
-from raycv.orchestration.connect import check_ray_gpus, connect, stop_ray
+from raycv.orchestration.connect import check_ray_gpus, connect, owns_ray, stop_ray
 from raycv.orchestration.fold_worker import LaneTask, train_lane
 from raycv.orchestration.lane_trainer import LaneTrainer
 from raycv.orchestration.lane_wave import (
@@ -102,6 +102,7 @@ def lane_trainer(
             failure_config=FailureConfig(max_failures=config.resources.max_failures),
         ),
         private_ray=on_private_ray(),
+        owns_ray=owns_ray(),
     )
 
 
