@@ -23,7 +23,8 @@ TINY = {
 }
 
 
-# Folds slow enough (~10 s each on 2 cores) that a kill lands mid-training.
+# The fault tests' cohort: folds of 1-3 s on 2 cores. A test that must kill a process
+# mid-fold also slows one phase down (test_ray_run's SLOW_FAULT_2), so the kill lands in it.
 FAULT = {
     **TINY,
     "name": "fault",

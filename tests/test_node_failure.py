@@ -24,7 +24,7 @@ from tests.conftest import write_config
 from tests.contract import check_run_folder
 from tests.processes import log_text, wait_for
 from tests.test_cluster import LocalCluster
-from tests.test_ray_run import FAULT_2, assert_same_predictions
+from tests.test_ray_run import SLOW_FAULT_2, assert_same_predictions
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +41,9 @@ def relay_node(cluster: LocalCluster) -> str | None:
 
 
 def test_a_dead_worker_node_costs_only_its_fold_and_the_run_agrees(sequential_run, tmp_path):
-    config = write_config(tmp_path, {**FAULT_2, "resources": {"max_failures": 3}})
-    reference = sequential_run(FAULT_2)  # the sequential run, shared with test_ray_run's
+    # folds with a slow stage 2 (test_ray_run), so the node dies while both still train
+    config = write_config(tmp_path, {**SLOW_FAULT_2, "resources": {"max_failures": 3}})
+    reference = sequential_run(SLOW_FAULT_2)  # the sequential run, shared with test_ray_run's
 
     cluster = LocalCluster(f"node-death-{os.getpid()}", num_cpus=1)
     try:

@@ -35,6 +35,9 @@ QUICK = [
 # two folds shares (the lanes and retries a run is given do not change its numbers).
 FAULT_2 = {**FAULT, "cv": {"folds": 2, "seed": 0}}
 ONE_LANE = {"concurrent_folds": 1}
+# stage 2 made slow (~3-5 s a fold) for a kill to land in a fold: the whole of a FAULT
+# fold takes 1-3 s, about what the driver's relay and a test's polls took to notice it
+SLOW_FAULT_2 = {**FAULT_2, "stage2": {"epochs": 200, "patience": 200, "lr": 1e-4}}
 
 
 def run_quickstart(out: Path, *extra: str) -> int:
@@ -160,19 +163,18 @@ def test_a_killed_fold_worker_is_retried_and_the_run_agrees(sequential_run, tmp_
     """Both folds share one lane; the worker is killed while training the second: the lane
     restarts from that fold's latest phase checkpoint and does not train the first fold
     again."""
-    config = write_config(tmp_path, {**FAULT_2, "resources": ONE_LANE})
+    config = write_config(tmp_path, {**SLOW_FAULT_2, "resources": ONE_LANE})
     out = tmp_path / "faulty"
     returncode, output = kill_mid_run(
         "run",
         config,
         out,
         f"worker-kill-{os.getpid()}",
-        # the moment fold 1's forest is on disk: its image pretraining (seconds) is still
-        # ahead, so the kill lands mid-fold even on a busy machine; waiting for a relayed
-        # epoch line left too little of a 3 s fold and sometimes missed it
-        lambda: (out / "checkpoints/fold1/forest.pt").exists(),
+        # the lane's stage-1 checkpoint in Ray's storage: seen at once, unlike an epoch's
+        # line, which the driver relays
+        lambda: any((out / "ray").glob("lane*/fold1-stage1")),
         "RayTrainWorker",
-        "fold 1's forest",
+        "fold 1's stage 2",
     )
     assert returncode == 0, output
     log = log_text(out)
@@ -180,13 +182,13 @@ def test_a_killed_fold_worker_is_retried_and_the_run_agrees(sequential_run, tmp_
     assert "fold 1 restart" in log and "resumed from its finished phases forest" in log
     assert log.count("fold 0 start") == 1 and log.count("fold 0 done") == 1  # not retrained
     check_run_folder(out)
-    assert_same_predictions(out, sequential_run(FAULT_2))
+    assert_same_predictions(out, sequential_run(SLOW_FAULT_2))
 
 
 def test_a_killed_driver_resumes_recomputing_only_unfinished_folds(sequential_run, tmp_path):
     """The driver and its whole private Ray are killed once the lane's first fold has
     finished, while it trains the second; --resume reuses the first and trains the second."""
-    config = write_config(tmp_path, {**FAULT_2, "resources": ONE_LANE})
+    config = write_config(tmp_path, {**SLOW_FAULT_2, "resources": ONE_LANE})
     out = tmp_path / "resumed"
     tag = f"driver-kill-{os.getpid()}"
     proc = start_cli("run", config, out, tag)
@@ -211,7 +213,7 @@ def test_a_killed_driver_resumes_recomputing_only_unfinished_folds(sequential_ru
         assert (out / "checkpoints" / f / "result.pt").stat().st_mtime_ns == stamp
         assert f"fold {f[4:]} done earlier (reused)" in log_text(out)
     check_run_folder(out)
-    assert_same_predictions(out, sequential_run(FAULT_2))
+    assert_same_predictions(out, sequential_run(SLOW_FAULT_2))
 
 
 def test_ctrl_c_stops_the_run_cleanly_and_says_how_to_resume(tmp_path):
