@@ -96,8 +96,8 @@ def local_ray():
     it starts itself (LOCAL_RAY_ENV), with the 2 CPUs the tests count on."""
     import ray
 
-    from raycv.orchestration.connect import LOCAL_RAY_ENV, stop_ray
-    from raycv.orchestration.lane_wave import join_lanes
+    from raycv.orchestration.connect import LOCAL_RAY_ENV
+    from raycv.orchestration.lane_wave import end_lanes
 
     added = [name for name in LOCAL_RAY_ENV if name not in os.environ]
     for name in added:  # inherited by the workers this Ray starts
@@ -106,8 +106,7 @@ def local_ray():
     try:
         yield
     finally:
-        stop_ray()
-        join_lanes()  # as raycv does when it stops a Ray (lane_wave.py)
+        end_lanes(started_here=True, wind_down=True)  # as raycv ends a Ray it started
         for name in added:
             os.environ.pop(name, None)
 

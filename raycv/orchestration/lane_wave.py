@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raycv.checkpoints import PhaseStore
 from raycv.errors import RaycvError
-from raycv.orchestration.connect import resources_in_words
+from raycv.orchestration.connect import resources_in_words, stop_ray
 from raycv.orchestration.lane_trainer import LaneTrainer
 from raycv.orchestration.lanes import Lane
 from raycv.phases import RESULT
@@ -83,6 +83,20 @@ def join_lanes(timeout: float = 10.0) -> None:
     ends them at once; on a live Ray, once their controllers have wound down (~1 s)."""
     while _lane_threads:
         _lane_threads.pop().join(timeout)
+
+
+def end_lanes(started_here: bool, wind_down: bool) -> None:
+    """How a driver ends its lanes' trainers and, if it started it, its Ray. wind_down
+    (every fold is in): the trainers end on their own while Ray still runs, then Ray
+    stops; stopping Ray under a thread still inside Ray's core crashes the process (a
+    segfault or an abort, seen right after a run's last line and at a test module's
+    end). Otherwise (a failure, Ctrl-C) stopping the Ray started here is what ends the
+    trainers still training; a joined cluster's are left to end with this driver."""
+    if wind_down:
+        join_lanes()
+    if started_here:
+        stop_ray()
+        join_lanes()
 
 
 class LaneWave:

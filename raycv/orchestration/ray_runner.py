@@ -23,14 +23,14 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 
 from raycv.errors import RaycvError
 from raycv.experiment import reuse_finished_folds
-from raycv.orchestration.connect import check_ray_gpus, connect, owns_ray, stop_ray
+from raycv.orchestration.connect import check_ray_gpus, connect, owns_ray
 from raycv.orchestration.fold_worker import LaneTask, train_lane
 from raycv.orchestration.lane_trainer import LaneTrainer
 from raycv.orchestration.lane_wave import (
     LaneWave,
     WaveRun,
+    end_lanes,
     first_line,
-    join_lanes,
     worker_cause,
 )
 from raycv.orchestration.lanes import Lane, lane_count, plan_lanes, wave_jobs
@@ -213,7 +213,7 @@ def ray_session(
     results. Every wave of the session (an ablation's shared phases, then its
     combinations) uses the same Ray and the same dataset."""
     started_here = connect(address, verbose, board)
-    interrupted = False
+    interrupted = finished = False
     try:
         joined = cluster_address(address) is not None
         if not joined:
@@ -233,17 +233,15 @@ def ray_session(
             )
 
         yield train
+        finished = True
     except KeyboardInterrupt:
         interrupted = True
         board.say("raycv: interrupted: cancelling running folds")
         raise
     finally:
-        if started_here:
-            stop_ray()  # also ends the fold trainers still running
-        # a lane's thread alive at the interpreter's exit can crash it; on a joined
-        # cluster a Ctrl-C leaves the trainers to end with this driver, unwaited for
-        if started_here or not interrupted:
-            join_lanes()
+        # a failed run on a joined cluster still waits for its trainers (a thread alive at
+        # the interpreter's exit can crash it); a Ctrl-C there does not
+        end_lanes(started_here, wind_down=finished or not (started_here or interrupted))
 
 
 def ray_executor(address: str | None = None, verbose: bool = False):

@@ -25,8 +25,8 @@ from raycv.config import Config
 from raycv.errors import RunFolderError
 from raycv.folds import folds_table
 from raycv.orchestration import reuse
-from raycv.orchestration.connect import connect, stop_ray
-from raycv.orchestration.lane_wave import join_lanes
+from raycv.orchestration.connect import connect
+from raycv.orchestration.lane_wave import end_lanes
 from raycv.orchestration.lanes import lane_count
 from raycv.orchestration.placement import cluster_address
 from raycv.orchestration.ray_runner import run_folds_on_ray
@@ -233,6 +233,7 @@ def tune_experiment(
     except BaseException:
         board.close()
         raise
+    finished = False
     try:
         # every node must see the trials' folders and the shared phase cache
         check_shared_storage(str(folder.path.resolve()))
@@ -247,11 +248,10 @@ def tune_experiment(
             f"{config.tune.num_samples} trials x {n_folds} folds -> {folder}"
         )
         grid = run_tune(prepared, folder, board, space, lanes, resumed, cache)
+        finished = True
     finally:
         board.close()
-        if started_here:
-            stop_ray()
-            join_lanes()  # the shared phases' trainers (lane_wave.py)
+        end_lanes(started_here, wind_down=finished)  # the shared phases' trainers
     units = [p.unit for p in prepared.plans]
     trials = trials_table(grid, list(space), units, folder.path / "trials")
     folder.write_csv("trials.csv", trials)
