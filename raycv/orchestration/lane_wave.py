@@ -73,8 +73,8 @@ class WaveRun:
 
 # Every lane trainer's thread this process started. A wave returns once its folds are in,
 # while its trainers may still wind down; a thread still inside Ray's C++ core when the
-# interpreter exits crashes it (seen as a segfault after a run's last line), so whoever
-# ends a Ray session or a process joins them first (join_lanes).
+# interpreter exits, or when Ray stops, crashes it (a segfault or an abort after a run's
+# last line), so whoever ends a Ray session or a process ends them first (end_lanes).
 _lane_threads: list[threading.Thread] = []
 
 
