@@ -71,7 +71,8 @@ def write_preview(config: Config, path: str | Path, per_class: int | None = None
     the dataset cannot be read."""
     from raycv.data import preview
 
-    sheet = preview.sheet(open_source(config), per_class or preview.PER_CLASS)
+    per_class = preview.PER_CLASS if per_class is None else per_class
+    sheet = preview.sheet(open_source(config), per_class)
     preview.write(sheet, path)
     return preview.describe(sheet)
 
