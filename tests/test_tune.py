@@ -15,8 +15,9 @@ import pytest
 
 from raycv.cli import main
 from raycv.config import ConfigError
+from raycv.orchestration.fold_tasks import unit_options
 from raycv.orchestration.reuse import reusable_phases
-from raycv.orchestration.tune import HEAD_NODE, TRIAL_MEMORY, trial_resources
+from raycv.orchestration.tune import HEAD_NODE, TRIAL_MEMORY, TRIAL_RESOURCES, in_flight
 from raycv.orchestration.tune_space import check_search
 from raycv.statistics.nested import nested_estimate
 from tests.conftest import FAULT, SEARCH, tiny_config, write_config
@@ -42,14 +43,26 @@ def test_reuse_is_switched_off_for_phases_a_searched_key_changes():
     assert reusable_phases(["stage2.lr"], enabled=False) == []
 
 
-def test_a_one_lane_trial_reserves_its_folds_resources_and_a_multi_lane_one_does_not():
+def test_a_trial_reserves_no_cpu_and_its_fold_tasks_ask_for_a_folds_resources():
+    # a trial only waits on its folds, from the head node: holding a CPU would starve the
+    # folds, and a worker node that dies must not take the trial down
+    assert TRIAL_RESOURCES == {"memory": TRIAL_MEMORY, HEAD_NODE: 0.001}
     gpu = tiny_config("resources.per_fold.cpu=1", "resources.per_fold.gpu=0.5")
-    # its folds run in the trial's own process: it holds what a fold needs
-    assert trial_resources(gpu, n_lanes=1) == {"CPU": 1, "GPU": 0.5}
-    assert trial_resources(tiny_config(), n_lanes=1) == {"CPU": 1}
-    # its lanes hold the CPUs and GPUs; a trial holding any would starve them. It waits on
-    # its lanes from the head node, so a worker node that dies cannot take it down
-    assert trial_resources(gpu, n_lanes=2) == {"memory": TRIAL_MEMORY, HEAD_NODE: 0.001}
+    options = unit_options(gpu)
+    assert (options["num_cpus"], options["num_gpus"]) == (1, 0.5)
+    # a fold whose worker died is retried; outside the trial's placement group
+    assert options["max_retries"] == gpu.resources.max_failures
+    assert options["scheduling_strategy"] == "DEFAULT"
+
+
+def test_a_trial_asks_for_every_fold_at_once_unless_capped_or_scheduled():
+    assert in_flight(tiny_config(), n_folds=3, joined=False) == 3
+    assert in_flight(tiny_config("resources.concurrent_folds=1"), n_folds=3, joined=False) == 1
+    # ASHA judges trials on their first folds: a trial runs its share of the cluster
+    asha = tiny_config("tune.scheduler=asha", "tune.max_concurrent_trials=2")
+    assert in_flight(asha, n_folds=3, joined=False, total={"CPU": 4}) == 2
+    assert in_flight(asha, n_folds=3, joined=False, total={"CPU": 2}) == 1
+    assert in_flight(asha, n_folds=3, joined=True) == 3  # a joined cluster grows per fold
 
 
 @pytest.mark.skipif(importlib.util.find_spec("optuna") is not None, reason="optuna installed")
@@ -205,7 +218,7 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, local
         assert run.data.metrics["objective"] == pytest.approx(row["val_kappa_mean"])
 
     # a second search on the same data and settings reuses the cached phases, whatever
-    # lanes it is given (one here: the trial runs its folds in its own process)
+    # its folds' concurrency (one fold at a time here)
     again = tmp_path / "tune2"
     cache = out.parent / ".raycv-cache"  # where the first search kept its shared phases
     assert (
@@ -231,8 +244,8 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, local
 
 @pytest.mark.slow
 def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(local_ray, tmp_path):
-    # two one-lane trials at a time: each runs its folds in its own process (the tiny
-    # search above has trials of two lanes)
+    # two trials at a time, every fold of both asked for at once (the tiny search above
+    # runs one trial at a time)
     raw = {
         **SEARCH,
         "tune": {
@@ -252,7 +265,8 @@ def test_searching_a_pretraining_key_recomputes_pretraining_per_trial(local_ray,
 @pytest.mark.slow
 def test_asha_stops_weak_trials_after_a_fold_and_the_best_finished_every_fold(local_ray, tmp_path):
     # the fusion weight moves the fold-0 kappa a lot, so ASHA (rung at 1 fold) has weak
-    # trials to stop; two one-lane trials at a time, whose processes Tune reuses
+    # trials to stop; two trials at a time, whose processes Tune reuses, each running one
+    # fold at a time (its share of 2 CPUs)
     raw = {
         **SEARCH,
         "cv": {"folds": 3, "seed": 0},
@@ -286,7 +300,7 @@ def test_asha_stops_weak_trials_after_a_fold_and_the_best_finished_every_fold(lo
 
 @pytest.mark.slow
 def test_an_interrupted_search_resumes_without_repeating_finished_trials(local_ray, tmp_path):
-    # two trials at a time on 2 CPUs: each trial's one lane runs in the trial's process
+    # two trials at a time on 2 CPUs, their folds on the same two fold workers
     raw = {**SEARCH, "tune": {**SEARCH["tune"], "num_samples": 3, "max_concurrent_trials": 2}}
     config, out = write_config(tmp_path, raw), tmp_path / "tune"
     tag = f"tune-interrupt-{os.getpid()}"
@@ -304,7 +318,7 @@ def test_an_interrupted_search_resumes_without_repeating_finished_trials(local_r
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 3 and (trials["status"] == "complete").all()
     text = log_text(out)
-    assert "each trial runs its folds in turn in its own process" in text
+    assert "each trial's folds are Ray tasks" in text
     finished_ids = [
         line.split()[1]
         for line in text.splitlines()
@@ -314,20 +328,29 @@ def test_an_interrupted_search_resumes_without_repeating_finished_trials(local_r
 
 
 @pytest.mark.slow
-def test_a_killed_trial_process_is_restarted_and_keeps_its_finished_folds(tmp_path):
-    """A one-lane trial runs its folds in its own process, so no Ray Train retries it: Tune
-    restarts the trial (resources.max_failures), and the restart reuses the folds it had
-    finished. Stage 2 is made slow enough (~5-10 s a fold) for the kill to land in fold 1."""
+@pytest.mark.parametrize(
+    "victim, restarted",
+    [("ImplicitFunc", True), ("ray::run_unit", False)],
+    ids=["trial-process", "fold-worker"],
+)
+def test_a_killed_trial_or_fold_worker_is_recovered_and_keeps_finished_folds(
+    victim, restarted, tmp_path
+):
+    """Killed in fold 1 (its folds in turn here: resources.concurrent_folds=1). The trial's
+    process: Tune restarts the trial (resources.max_failures), Ray ends the fold task the
+    dead trial had asked for, and the restarted trial reuses fold 0. The fold's worker: Ray
+    retries that fold's task, and the trial goes on. Stage 2 is made slow enough (~5-10 s
+    a fold) for the kill to land in fold 1."""
     raw = {
         **FAULT,
         "name": "trial_kill",
         "cv": {"folds": 2, "seed": 0},
         "pretrain": {"epochs": 3, "patience": 2},
         "stage2": {"epochs": 80, "patience": 80, "lr": 1e-4},
+        "resources": {"concurrent_folds": 1},
         "tune": {
             "space": {"stage2.unfreeze_depth": {"choice": ["all"]}},
             "num_samples": 1,
-            "max_concurrent_trials": 2,  # so the trial gets one lane: half of 2 CPUs
         },
     }
     config, out = write_config(tmp_path, raw), tmp_path / "tune"
@@ -336,12 +359,13 @@ def test_a_killed_trial_process_is_restarted_and_keeps_its_finished_folds(tmp_pa
         return any("fold 1 stage2 ep 3 " in p.read_text() for p in out.glob("trials/*/run.log"))
 
     tag = f"trial-kill-{os.getpid()}"
-    returncode, output = kill_mid_run("tune", config, out, tag, in_fold_1, "ImplicitFunc", "fold 1")
+    returncode, output = kill_mid_run("tune", config, out, tag, in_fold_1, victim, "fold 1")
     assert returncode == 0, output
     text = next(out.glob("trials/*/run.log")).read_text()
     assert text.count("fold 0 done in") == 1  # trained once, before the kill
-    assert "fold 0 done earlier (reused)" in text  # ... and reused by the restarted trial
-    assert text.count("fold 1 done in") == 1
+    assert ("fold 0 done earlier (reused)" in text) is restarted  # by the restarted trial
+    assert text.count("fold 1 start") == 2  # begun again after the kill ...
+    assert text.count("fold 1 done in") == 1  # ... and finished once
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 1 and trials["status"].tolist() == ["complete"]
     check_run_folder(out / "best")

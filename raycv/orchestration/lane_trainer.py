@@ -14,9 +14,7 @@ never uses, which each cost a Python process on the lane's start-up path (issue 
     controller waits on at its end) to free the lane's placement group should the
     controller die ungracefully: a placement group outlives the actor that created it
     (it belongs to the job; checked on Ray 2.60). There a lane whose controller died
-    fails the fold, which ends the Ray session and every placement group with it. A
-    Tune trial's lanes keep it: ASHA stopping the trial kills their controllers while
-    the search goes on, and their CPUs would stay taken from the trials still to run.
+    fails the fold, which ends the Ray session and every placement group with it.
   On a cluster raycv joined everything stays: an autoscaler may add the nodes the lanes
   ask for, and a worker node may die under a live driver.
 

@@ -1,7 +1,7 @@
 """The reference executor: every fold in this process, one after another.
 
-Also the lane a Tune trial runs in its own process when its share of the cluster is one
-lane (tune.py): the same folds in the same order, without a trainer to start.
+Also what runs one fold in a Ray task of a search (fold_tasks.py): the same fold, with
+the same seeds, threads and resume from its saved phases.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run_sequential(
     the shared phases need; no results then.
     """
     config = prepared.config
-    # this process is the machine the folds run on (also a Tune trial's, which Tune gave
+    # this process is the machine the folds run on (also a search's fold task, which Ray gave
     # the fold's GPU share): a GPU asked for is here, or refused before any fold
     check_gpu_request(config, joined=False)
     device = fold_device(config)

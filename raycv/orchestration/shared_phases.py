@@ -44,6 +44,46 @@ def shared_phase_files(
     }
 
 
+@dataclasses.dataclass
+class SharedWork:
+    """The shared phases still to compute, and where."""
+
+    todo: Prepared  # the units some of whose files are missing
+    work: RunFolder  # where they are computed (finished phases kept by a resumed run)
+    loaded: dict[str, dict[str, Path]]  # per unit to do: its files there already
+
+
+def plan_shared(
+    prepared: Prepared,
+    owner: RunFolder,
+    board: ProgressBoard,
+    phases: list[str],
+    cache: Path,
+    *,
+    resume: bool,
+    before: str,
+) -> tuple[dict[str, dict[str, Path]], SharedWork | None]:
+    """The shared `phases`' files of every unit ({unit: {stem: path}}), and what is left
+    to compute of them (None: every one is cached). They are computed in `owner`'s
+    shared/ (kept by a resumed run, so phases it finished before are not computed again).
+    before: what waits on them, in words."""
+    workdir = owner.path / "shared"
+    files = shared_phase_files(prepared, phases, cache)
+    missing = [k for k, f in files.items() if not all(p.exists() for p in f.values())]
+    if not missing:
+        board.say(f"raycv: reusing cached {', '.join(phases)} of every fold ({cache})")
+        return files, None
+    board.say(f"raycv: computing {', '.join(phases)} once per fold before {before}")
+    todo = dataclasses.replace(prepared, plans=[p for p in prepared.plans if p.unit in missing])
+    if not resume:  # stale partial work of an earlier run that was not resumed
+        shutil.rmtree(workdir, ignore_errors=True)
+    work = RunFolder(workdir)
+    work.path.mkdir(parents=True, exist_ok=True)
+    # what is there already, in the cache or finished in the work folder, is loaded
+    loaded = {k: _found(files[k], work.fold_dir(k)) for k in missing}
+    return files, SharedWork(todo, work, loaded)
+
+
 def compute_shared(
     prepared: Prepared,
     owner: RunFolder,
@@ -55,30 +95,18 @@ def compute_shared(
     resume: bool,
     before: str,
 ) -> dict[str, dict[str, Path]]:
-    """Compute the shared `phases` once per unit (or find them cached); {unit: {stem: path}}.
-    The folds run up to the last phase in `owner`'s shared/ (kept by a resumed run, so
-    phases it finished before are not computed again). before: what waits on them, in
-    words."""
-    workdir = owner.path / "shared"
-    files = shared_phase_files(prepared, phases, cache)
-    missing = [k for k, f in files.items() if not all(p.exists() for p in f.values())]
-    if not missing:
-        board.say(f"raycv: reusing cached {', '.join(phases)} of every fold ({cache})")
+    """Compute the shared `phases` once per unit (or find them cached), running the folds
+    up to the last phase with `run_until`; {unit: {stem: path}} (plan_shared)."""
+    files, left = plan_shared(prepared, owner, board, phases, cache, resume=resume, before=before)
+    if left is None:
         return files
-    board.say(f"raycv: computing {', '.join(phases)} once per fold before {before}")
-    todo = dataclasses.replace(prepared, plans=[p for p in prepared.plans if p.unit in missing])
-    if not resume:  # stale partial work of an earlier run that was not resumed
-        shutil.rmtree(workdir, ignore_errors=True)
-    work = RunFolder(workdir)
-    work.path.mkdir(parents=True, exist_ok=True)
-    # what is there already, in the cache or finished in the work folder, is loaded
-    loaded = {k: _found(files[k], work.fold_dir(k)) for k in missing}
-    run_until(todo, work, phases[-1], loaded)  # PHASE_DEPENDS lists phases in running order
-    for k in missing:
-        for stem, target in files[k].items():
+    # PHASE_DEPENDS lists phases in running order
+    run_until(left.todo, left.work, phases[-1], left.loaded)
+    for plan in left.todo.plans:
+        for stem, target in files[plan.unit].items():
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(work.fold_dir(k) / f"{stem}.pt", target)
+                shutil.copy2(left.work.fold_dir(plan.unit) / f"{stem}.pt", target)
     return files
 
 

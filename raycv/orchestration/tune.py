@@ -2,13 +2,13 @@
 
 Three layers, as in Ray's train/tune interop: the fold worker (fold_worker.py) knows
 nothing of Tune; a trial (tune_trial.py) runs every fold in lanes and reports to Tune
-after each fold; this driver computes what every trial shares once (the checked search
-space, the lane counts, the shared phases) and builds the Tuner around the trial. A
-trial with several lanes runs them on Ray Train; a trial whose share of the cluster is
-one lane runs it in its own process, which Tune reuses from trial to trial (a trainer's
-processes would cost more to start than the stage 2 work they run). Phases no searched
-key changes are computed once per fold before the trials start (reuse.py), and every
-trial loads them. Compute only: the caller writes the report (publish.py).
+after each fold; this driver works out what every trial shares once (the checked search
+space, the shared phases) and builds the Tuner around the trial. Phases no searched key
+changes are computed once per fold (reuse.py) and every trial loads them. Every fold, of
+the shared phases and of every trial, is a Ray task on one pool of workers (fold_tasks.py):
+the shared phases are asked for first, the trials start at once, and a trial's fold runs
+as soon as its fold's shared phases are in. Compute only: the caller writes the report
+(publish.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from raycv.config import Config
 from raycv.errors import RunFolderError
 from raycv.folds import folds_table
 from raycv.orchestration import reuse
-from raycv.orchestration.connect import connect
-from raycv.orchestration.lane_wave import end_lanes
+from raycv.orchestration.connect import connect, stop_ray
+from raycv.orchestration.fold_tasks import SharedPhases
 from raycv.orchestration.lanes import lane_count
 from raycv.orchestration.placement import cluster_address
-from raycv.orchestration.ray_runner import run_folds_on_ray
-from raycv.orchestration.shared_phases import compute_shared
+from raycv.orchestration.shared_phases import plan_shared
 from raycv.orchestration.storage_check import check_shared_storage
 from raycv.orchestration.tune_callbacks import TrialProgress, tune_callbacks
 from raycv.orchestration.tune_results import (
@@ -48,14 +47,23 @@ from raycv.runfolder import RESUMABLE_CHANGES, RunFolder
 
 TRIAL_MEMORY = 128 * 2**20  # bytes of Ray's logical memory a trial process reserves
 HEAD_NODE = "node:__internal_head__"  # a resource only the head node has
+# What a trial's process reserves. Its folds are tasks that ask for the folds' CPUs and
+# GPUs themselves, and even a sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs,
+# so a second 1-CPU fold could never start: a trial asks for some memory instead (Tune
+# needs a non-empty bundle), on the head node: it only waits on its folds, and a worker
+# node that died must cost those folds a retry, not the trial.
+TRIAL_RESOURCES = {"memory": TRIAL_MEMORY, HEAD_NODE: 0.001}
 
 
-@dataclass
-class Lanes:
-    """How many lanes, computed once per search from the cluster."""
-
-    shared: int  # for the shared phases, before any trial: every lane the cluster has
-    per_trial: int  # each trial's share, when max_concurrent_trials run side by side
+def in_flight(config: Config, n_folds: int, joined: bool, total: dict | None = None) -> int:
+    """How many of its folds a trial asks of Ray at once. Every fold, by default: Ray runs
+    them as cores come free, so the last trials' folds spread over every core. With a
+    scheduler, a trial's share of the cluster: ASHA judges trials on their first folds, and
+    a trial it stops should not have trained its later ones meanwhile.
+    resources.concurrent_folds caps it. total: the cluster's resources (lanes.lane_count)."""
+    if config.resources.concurrent_folds is None and config.tune.scheduler == "none":
+        return n_folds
+    return lane_count(config, n_folds, config.tune.max_concurrent_trials, joined, total)
 
 
 def _scheduler(config: Config, n_folds: int):
@@ -82,54 +90,54 @@ def _search_alg(config: Config):
     )
 
 
-def trial_resources(config: Config, n_lanes: int) -> dict:
-    """What a trial process reserves. One lane: the fold's own resources, since its folds
-    run in it (a node that dies takes the trial with it, and Tune restarts it elsewhere,
-    resuming from its folder). Several: its lanes ask for the folds' CPUs and GPUs
-    themselves, and even a sliver of CPU per trial (0.01) would leave 1.98 of 2 CPUs, so
-    the second trial's 1-CPU lane could never start: the trial asks for some memory
-    instead (Tune needs a non-empty bundle), on the head node: it only waits on its lanes,
-    and a worker node that died must cost those lanes a retry, not the trial."""
-    if n_lanes > 1:
-        return {"memory": TRIAL_MEMORY, HEAD_NODE: 0.001}
-    res = config.resources.per_fold
-    return {"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu > 0 else {})}
-
-
 def run_tune(
     prepared: Prepared,
     folder: RunFolder,
     board: ProgressBoard,
     space: dict[str, tuple[str, list]],
-    lanes: Lanes,
+    folds_at_once: int,
     resume: bool,
     cache: Path,
 ):
-    """Run (or resume) the search over the checked `space`; returns Tune's ResultGrid."""
+    """Run (or resume) the search over the checked `space`, each trial asking Ray for
+    `folds_at_once` of its folds at a time; returns Tune's ResultGrid."""
     config = prepared.config
-    n_folds = len(prepared.plans)
     dataset_ref = ray.put(prepared.dataset)  # put again on every (re)start: refs die with us
     phases = reuse.reusable_phases(list(space), config.tune.reuse)
+    board.say(
+        f"raycv: each trial's folds are Ray tasks, {folds_at_once} of them asked for at a "
+        "time, on the workers every trial shares"
+    )
+    shared: dict = {}
+    computing = None
     if phases:
-
-        def run_until(todo, work, until, loaded):
-            return run_folds_on_ray(
-                todo,
-                work,
-                board,
-                run_prefix="shared-",
-                dataset_ref=dataset_ref,
-                until=until,
-                n_lanes=lanes.shared,
-                shared=loaded,
-            )
-
-        shared = compute_shared(
-            prepared, folder, board, phases, cache, run_until, resume=resume, before="the trials"
+        shared, left = plan_shared(
+            prepared,
+            folder,
+            board,
+            phases,
+            cache,
+            resume=resume,
+            before="the trials (a trial's fold starts once its fold's are in)",
         )
+        if left is not None:
+            cap = config.resources.concurrent_folds
+            computing = SharedPhases(board, until=phases[-1])  # PHASE_DEPENDS' order
+            computing.submit(left.todo, left.work, dataset_ref, shared, left.loaded, cap)
+            shared = {**shared, **computing.refs}
     else:
         board.say("raycv: reuse off: the search changes pretraining and stage 1 settings")
-        shared = {}
+    try:
+        return _search(prepared, folder, board, space, shared, folds_at_once, resume, dataset_ref)
+    finally:
+        if computing is not None:
+            computing.close()
+
+
+def _search(prepared, folder, board, space, shared, folds_at_once, resume, dataset_ref):
+    """Tune's part of run_tune: the Tuner (or the restored one), fitted."""
+    config = prepared.config
+    n_folds = len(prepared.plans)
     plan = TrialPlan(
         base=config.to_dict(),
         dataset=dataset_ref,
@@ -138,16 +146,9 @@ def run_tune(
         sites=prepared.sites,
         tune_dir=str(folder.path.resolve()),
         shared=shared,
-        n_lanes=lanes.per_trial,
+        in_flight=folds_at_once,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, plan=plan), trial_resources(config, lanes.per_trial)
-    )
-    board.say(
-        "raycv: each trial runs its folds in turn in its own process (one lane per trial)"
-        if lanes.per_trial == 1
-        else f"raycv: each trial runs its folds on {lanes.per_trial} Ray Train lanes"
-    )
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), TRIAL_RESOURCES)
     storage = str(folder.path.resolve())
     experiment = Path(storage) / "search"
     if resume and tune.Tuner.can_restore(str(experiment)):
@@ -174,21 +175,17 @@ def run_tune(
             ),
             search_alg=_search_alg(config),
             scheduler=_scheduler(config, n_folds),
-            # a finished one-lane trial's process (torch and the data loaded) serves the
-            # next trial: every trial asks for the same resources, and run_fold seeds
-            # itself. Not with lanes: a trial stopped early (ASHA) ends in its thread, and
-            # only the end of its process also ends the lanes it started
-            reuse_actors=lanes.per_trial == 1,
+            # a finished trial's process serves the next trial: every trial asks for the
+            # same resources, and its folds run elsewhere (tasks)
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             storage_path=storage,
             name="search",
             verbose=0,
-            # a one-lane trial has no trainer to retry it: Tune restarts it instead, and
-            # the restarted trial resumes from the phases in its folder
-            failure_config=tune.FailureConfig(
-                max_failures=config.resources.max_failures if lanes.per_trial == 1 else 0
-            ),
+            # a trial's process that died is restarted, and resumes from its folder (Ray
+            # retries a fold whose worker died by itself: fold_tasks.unit_options)
+            failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
             callbacks=callbacks,
         ),
     )
@@ -233,25 +230,21 @@ def tune_experiment(
     except BaseException:
         board.close()
         raise
-    finished = False
     try:
         # every node must see the trials' folders and the shared phase cache
         check_shared_storage(str(folder.path.resolve()))
         check_shared_storage(str(cache))
         joined = cluster_address(address) is not None
-        lanes = Lanes(
-            shared=lane_count(config, n_folds, joined=joined),
-            per_trial=lane_count(config, n_folds, config.tune.max_concurrent_trials, joined),
-        )
         board.say(
             f"raycv: {'resuming' if resumed else 'starting'} search {config.name!r}: "
             f"{config.tune.num_samples} trials x {n_folds} folds -> {folder}"
         )
-        grid = run_tune(prepared, folder, board, space, lanes, resumed, cache)
-        finished = True
+        at_once = in_flight(config, n_folds, joined)
+        grid = run_tune(prepared, folder, board, space, at_once, resumed, cache)
     finally:
         board.close()
-        end_lanes(started_here, wind_down=finished)  # the shared phases' trainers
+        if started_here:
+            stop_ray()
     units = [p.unit for p in prepared.plans]
     trials = trials_table(grid, list(space), units, folder.path / "trials")
     folder.write_csv("trials.csv", trials)

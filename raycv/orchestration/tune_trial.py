@@ -4,6 +4,10 @@ The middle of the three layers of Ray's train/tune interop: the fold worker belo
 (fold_worker.py, or the sequential executor) knows nothing of Tune; the driver above it
 (tune.py) builds the Tuner. A trial runs every fold in lanes, as `raycv run` does, and
 reports to Tune after each fold in fold order, so ASHA's rungs compare the same folds.
+
+The trial's process only asks for its folds and reports them: each fold is a Ray task
+(fold_tasks.py) on the pool of workers every trial and the shared phases use, so it holds
+no CPU or GPU itself, and a fold starts as soon as its shared phases are in.
 """
 
 from __future__ import annotations
@@ -19,9 +23,7 @@ from ray import tune
 from raycv.folds import FoldSplit
 from raycv.lifecycle import finish_run, start_run
 from raycv.metrics import kappa
-from raycv.orchestration.lane_wave import join_lanes
-from raycv.orchestration.ray_runner import run_folds_on_ray
-from raycv.orchestration.sequential import run_sequential
+from raycv.orchestration.fold_tasks import run_units
 from raycv.orchestration.tune_results import OBJECTIVE
 from raycv.orchestration.tune_space import trial_config
 from raycv.prepared import Prepared
@@ -41,8 +43,10 @@ class TrialPlan:
     plans: list[FoldSplit]
     sites: list[str] | None  # leave one site out: the site of each fold, in order
     tune_dir: str  # the tune folder; trial folders are <tune_dir>/trials/<trial id>
-    shared: dict[str, dict[str, Path]]  # per unit: the shared phases' files to load
-    n_lanes: int  # lanes each trial runs its folds in (its share of the cluster)
+    # per unit: the task computing its shared phases (fold_tasks.SharedPhases), or their
+    # files in the cache; empty: no phase is shared
+    shared: dict[str, Any]
+    in_flight: int  # how many of its folds a trial asks of Ray at once (tune.in_flight)
 
 
 def fold_scores(result: FoldResult, dataset, kappa_weights: str) -> tuple[float, float]:
@@ -104,6 +108,9 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
     def finish_folder(results: list[FoldResult]) -> None:
         # wall: the trial's own fold seconds (its folds share the cluster with other trials)
         wall = sum(r.seconds for r in results)
+        shared = {
+            u: ray.get(s) if isinstance(s, ray.ObjectRef) else s for u, s in plan.shared.items()
+        }
         finish_run(
             folder,
             prepared,
@@ -111,26 +118,13 @@ def run_trial(params: dict, *, plan: TrialPlan) -> None:
             started=started,
             wall=wall,
             executor="ray-tune",
-            shared=plan.shared,
+            shared=shared,
         )
 
     try:
-        if plan.n_lanes == 1:
-            # the trial's one lane runs here, in the process Tune started (and reuses) for
-            # it: no trainer and worker processes to start per trial (see tune.run_tune)
-            board.event("tune: the trial runs its folds in its own process (one lane)")
-            run_sequential(prepared, folder, board, shared=plan.shared, on_result=on_result)
-        else:
-            run_folds_on_ray(
-                prepared,
-                folder,
-                board,
-                run_prefix=f"{trial_id}-",
-                dataset_ref=plan.dataset,
-                shared=plan.shared,
-                on_result=on_result,
-                n_lanes=plan.n_lanes,
-            )
-            join_lanes()  # before Tune may end this process (lane_wave.py)
+        board.event(f"tune: the trial's folds run as Ray tasks, up to {plan.in_flight} at once")
+        run_units(
+            prepared, folder, plan.dataset, plan.shared, plan.in_flight, on_result, board.started
+        )
     finally:
         board.close()
