@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 from raycv.folds import folds_table
-from raycv.models import weights as weights_mod
 from raycv.prepared import Prepared
 from raycv.provenance import provenance
 from raycv.results import (
@@ -98,6 +97,9 @@ def run_provenance(prepared: Prepared, started: str, executor: str) -> dict:
     """provenance.json: versions, machine, command line and times, what loading the data
     found (its layout, warnings, and the visits data.missing_images: drop left out), and
     the content of the image backbones' starting weights files (sha256)."""
+    # here, not at the top: a search's trial process writes this but never needs torch
+    from raycv.models import weights as weights_mod
+
     dataset = prepared.dataset
     record = provenance(dataset.fingerprint(), started, executor)
     if digests := weights_mod.digests(prepared.config):

@@ -15,7 +15,7 @@ A task runs one (repeat, fold) unit with the sequential executor, into a run fol
 node sees (storage_check.py). A task whose worker died is retried by Ray
 (resources.max_failures) and resumes from the phases it saved there; a finished unit is
 never trained again. Kept import-light: the driver and every trial's process import it,
-and only the task workers need torch.
+and only the task workers need torch (and the driver Ray Train's relay).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 import ray
-
-from raycv.orchestration.lane_wave import first_line, start_relay
 
 
 @dataclasses.dataclass
@@ -201,6 +199,8 @@ class SharedPhases:
         """One task per unit of `prepared` (the units whose phases are missing), computing
         them into the work folder `work` and copying them to `cache_files`; cap: at most
         that many at once (resources.concurrent_folds), else as many as fit."""
+        from raycv.orchestration.lane_wave import start_relay
+
         self.relay = start_relay()
         options = {**unit_options(prepared.config), "runtime_env": trial_runtime_env()}
         asked = []
@@ -225,6 +225,8 @@ class SharedPhases:
     def watch(self) -> None:
         """Until every unit's shared phases are in (or `close`): their progress onto the
         board, and a line as each unit's are in or failed."""
+        from raycv.orchestration.lane_wave import first_line
+
         left = {ref: unit for unit, ref in self.refs.items()}
         while left and not self._stop.is_set():
             ready, _ = ray.wait(list(left), num_returns=len(left), timeout=1.0)
