@@ -7,7 +7,7 @@ seeds, on the same machine, one after the other. With reuse, forest, pretraining
 stage 1 are computed once per fold and the trials only run stage 2; without it every
 trial computes every phase. Prints the wall ratio, and the reused search's compute floor
 from that run's own timings (the shared phases' and the trials' fold seconds, packed on
-the cores) with the wall's ratio to it. Goal: the reused search within 1.05x of its floor.
+the cores) with the wall's ratio to it. Goal: the reused search within 1.15x of its floor.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def main() -> None:
     naive, _ = search("without_reuse", args.experiment, work, *common, "tune.reuse=false")
     cores = os.cpu_count()
     shared, trials = shared_phase_seconds(reused_dir), trial_fold_seconds(reused_dir)
-    # the shared phases run before any trial, then the trials: two floors in a row
-    floor = floor_seconds(shared, cores) + floor_seconds(trials, cores)
+    # a trial's fold may run beside another fold's shared phases (fold_tasks.py): one
+    # floor over all of them (never more than the shared phases' floor then the trials')
+    floor = floor_seconds(shared + trials, cores)
     print(
         f"\nsummary: with reuse {reused:.0f} s, without {naive:.0f} s: "
         f"reuse costs {reused / naive:.2f}x the naive search ({naive / reused:.1f}x faster)"
@@ -79,7 +80,7 @@ def main() -> None:
         f"  reused search's compute floor {floor:.0f} s (shared phases {sum(shared):.0f} "
         f"core-s over {len(shared)} folds, stage 2 {sum(trials):.0f} core-s over "
         f"{len(trials)} trial folds, / {cores} cores): wall = {reused / floor:.2f}x its floor "
-        f"(goal: 1.05x)"
+        f"(goal: 1.15x)"
     )
 
 

@@ -29,13 +29,14 @@ class ProgressBoard:
         stream: TextIO | None = None,  # None: this process's stderr; quiet=True: none
         every_seconds: float = 10.0,
         quiet: bool = False,
+        started: float | None = None,  # when the run began (default: now): the log's clock
     ):
         self.n_folds = len(units)
         self.state: dict[str, str] = dict.fromkeys(units, WAITING)
         self.finished: set[str] = set()
         self.stream = None if quiet else (stream or sys.stderr)
         self.every = every_seconds
-        self.started = time.time()
+        self.started = started or time.time()
         self.last_print = 0.0
         self.log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def pretrain_starts(tune_dir: Path) -> int:
     """How many times any fold began pretraining (first epoch), over every log of the search."""
     logs = [p for p in tune_dir.rglob("run.log") if "best" not in p.relative_to(tune_dir).parts]
     return sum(log.read_text().count("pretrain(thermal_map) ep 0 ") for log in logs)
+
+
+def fold_worker_pids(log: Path) -> set[str]:
+    """The processes that ran a search's fold tasks, from a run.log's "fold k start (a task
+    on node N, pid P)" lines."""
+    return set(re.findall(r"start \(a task on node \w+, pid (\d+)\)", log.read_text()))
 
 
 def test_reuse_is_switched_off_for_phases_a_searched_key_changes():
@@ -162,6 +169,12 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, local
 
     # pretraining ran once per fold, not once per trial
     assert pretrain_starts(out) == 2
+
+    # every trial's folds ran in the workers the shared phases had started (one pool of
+    # fold workers: the trials' tasks did not wait for new processes)
+    shared_pids = fold_worker_pids(out / "run.log")
+    trial_pids = set().union(*map(fold_worker_pids, (out / "trials").glob("*/run.log")))
+    assert shared_pids and trial_pids <= shared_pids
 
     # tune.max_concurrent_trials=1: each trial began (wrote its config) after the one
     # before it ended (wrote its provenance)

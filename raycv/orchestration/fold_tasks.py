@@ -66,8 +66,7 @@ def run_unit(task: UnitTask, dataset, shared: dict[str, Path] | None, *after) ->
     prepared = Prepared(from_dict(task.config), dataset, task.fold_of, [plan])
     folder = RunFolder(task.folder)
     if task.relay is None:
-        board = ProgressBoard([plan.unit], folder.log_path, quiet=True)
-        board.started = task.started or board.started
+        board = ProgressBoard([plan.unit], folder.log_path, quiet=True, started=task.started)
     else:
         board = _RelayedBoard(task.relay)
     where = f"a task on node {ray.get_runtime_context().get_node_id()[:12]}, pid {os.getpid()}"
@@ -119,6 +118,7 @@ def trial_runtime_env() -> dict:
 
 
 def unit_task(prepared, plan, folder: Path, **more) -> UnitTask:
+    """The task of `plan`, one unit of `prepared`, writing into `folder`."""
     return UnitTask(
         config=prepared.config.to_dict(),
         plan=dataclasses.asdict(plan),
