@@ -1,8 +1,8 @@
 """`raycv tune`, the driver: a Ray Tune search in which every trial is a full cross-validation.
 
-Three layers, as in Ray's train/tune interop: the fold worker (fold_worker.py) knows
-nothing of Tune; a trial (tune_trial.py) runs every fold in lanes and reports to Tune
-after each fold; this driver works out what every trial shares once (the checked search
+Three layers, as in Ray's train/tune interop: the fold task (fold_tasks.py) knows nothing
+of Tune; a trial (tune_trial.py) asks for every fold and reports to Tune after each
+fold; this driver works out what every trial shares once (the checked search
 space, the shared phases) and builds the Tuner around the trial. Phases no searched key
 changes are computed once per fold (reuse.py) and every trial loads them. Every fold, of
 the shared phases and of every trial, is a Ray task on one pool of workers (fold_tasks.py):

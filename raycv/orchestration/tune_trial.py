@@ -1,13 +1,11 @@
 """One trial of `raycv tune`: a full cross-validation of one setting, reported to Tune.
 
-The middle of the three layers of Ray's train/tune interop: the fold worker below it
-(fold_worker.py, or the sequential executor) knows nothing of Tune; the driver above it
-(tune.py) builds the Tuner. A trial runs every fold in lanes, as `raycv run` does, and
-reports to Tune after each fold in fold order, so ASHA's rungs compare the same folds.
-
-The trial's process only asks for its folds and reports them: each fold is a Ray task
-(fold_tasks.py) on the pool of workers every trial and the shared phases use, so it holds
-no CPU or GPU itself, and a fold starts as soon as its shared phases are in.
+The middle of the three layers of Ray's train/tune interop: the fold task below it
+(fold_tasks.py, which runs the sequential executor's fold) knows nothing of Tune; the
+driver above it (tune.py) builds the Tuner. A trial's process only asks for its folds and
+reports them to Tune, in fold order, so ASHA's rungs compare the same folds: each fold is
+a Ray task on the pool of workers every trial and the shared phases use, so the trial
+holds no CPU or GPU itself, and a fold starts as soon as its shared phases are in.
 """
 
 from __future__ import annotations
