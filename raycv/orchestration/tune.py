@@ -31,7 +31,7 @@ from raycv.orchestration.lanes import lane_count
 from raycv.orchestration.placement import cluster_address
 from raycv.orchestration.shared_phases import plan_shared
 from raycv.orchestration.storage_check import check_shared_storage
-from raycv.orchestration.tune_callbacks import TrialProgress, tune_callbacks
+from raycv.orchestration.tune_callbacks import TrialProgress, mlflow_uri, tune_callbacks
 from raycv.orchestration.tune_results import (
     OBJECTIVE,
     publish_best,
@@ -153,6 +153,8 @@ def _search(prepared, folder, board, space, shared, folds_at_once, resume, datas
     experiment = Path(storage) / "search"
     if resume and tune.Tuner.can_restore(str(experiment)):
         board.say("raycv: resuming the search; finished trials are kept")
+        if getattr(config.tracking, "mlflow", False):
+            mlflow_uri(storage, config.tracking)  # Tune restores the callbacks it pickled
         tuner = tune.Tuner.restore(
             str(experiment), trainable, resume_unfinished=True, resume_errored=True
         )
@@ -245,6 +247,11 @@ def tune_experiment(
         board.close()
         if started_here:
             stop_ray()
+    if grid.num_terminated + grid.num_errors < config.tune.num_samples:
+        # Tune ends a search it was told to stop (Ctrl-C) as if it had finished: results
+        # of the trials done so far would pass for the search's. raycv's own message says
+        # how to go on (--resume), as for an interrupted run
+        raise KeyboardInterrupt
     units = [p.unit for p in prepared.plans]
     trials = trials_table(grid, list(space), units, folder.path / "trials")
     folder.write_csv("trials.csv", trials)

@@ -21,8 +21,7 @@ def tune_callbacks(tune_dir: str | Path, tracking, experiment: str) -> list:
         import_mlflow()
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        uri = getattr(tracking, "mlflow_uri", None) or default_mlflow_uri(Path(tune_dir))
-        allow_file_store(uri)
+        uri = mlflow_uri(tune_dir, tracking)
         callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment))
     if getattr(tracking, "tensorboard", False):
         # Tune adds one by default too; naming it keeps it when
@@ -31,6 +30,15 @@ def tune_callbacks(tune_dir: str | Path, tracking, experiment: str) -> list:
 
         callbacks.append(TBXLoggerCallback())
     return callbacks
+
+
+def mlflow_uri(tune_dir: str | Path, tracking) -> str:
+    """Where the search's MLflow runs go (default a file store in the tune folder), with
+    MLflow told that a file store is meant. Also for a restored search, whose callbacks
+    Tune unpickles: MLflow 3 refuses its file store unless told, in every process."""
+    uri = getattr(tracking, "mlflow_uri", None) or default_mlflow_uri(Path(tune_dir))
+    allow_file_store(uri)
+    return uri
 
 
 class TrialProgress(tune.Callback):
