@@ -34,8 +34,9 @@ def tune_callbacks(tune_dir: str | Path, tracking, experiment: str) -> list:
 
 def mlflow_uri(tune_dir: str | Path, tracking) -> str:
     """Where the search's MLflow runs go (default a file store in the tune folder), with
-    MLflow told that a file store is meant. Also for a restored search, whose callbacks
-    Tune unpickles: MLflow 3 refuses its file store unless told, in every process."""
+    MLflow told that a file store is meant (MLflow 3 refuses one unless told, through this
+    process's environment, where Tune's callbacks run). Also for a restored search, whose
+    callbacks Tune unpickles without raycv building them."""
     uri = getattr(tracking, "mlflow_uri", None) or default_mlflow_uri(Path(tune_dir))
     allow_file_store(uri)
     return uri
