@@ -26,9 +26,9 @@ def folds_by_lane(lanes) -> dict[str, list[int]]:
 
 def test_folds_are_dealt_round_robin_to_named_lanes():
     everything = {f"fold{k}" for k in range(5)}
-    assert folds_by_lane(plan_lanes(jobs(5), everything, 2, "t1-")) == {
-        "t1-lane0of2": [0, 2, 4],
-        "t1-lane1of2": [1, 3],
+    assert folds_by_lane(plan_lanes(jobs(5), everything, 2)) == {
+        "lane0of2": [0, 2, 4],
+        "lane1of2": [1, 3],
     }
 
 

@@ -59,7 +59,7 @@ def lane_count(
     return max(1, min(n_folds, wanted))
 
 
-def plan_lanes(jobs: list[Job], pending: set[str], n_lanes: int, prefix: str = "") -> list[Lane]:
+def plan_lanes(jobs: list[Job], pending: set[str], n_lanes: int) -> list[Lane]:
     """The lanes that still have work: jobs[i] runs in lane i mod n_lanes (pending: the
     keys of the jobs not finished yet).
 
@@ -70,7 +70,7 @@ def plan_lanes(jobs: list[Job], pending: set[str], n_lanes: int, prefix: str = "
     for i in range(n_lanes):
         mine = [job for job in jobs[i::n_lanes] if job.key in pending]
         if mine:
-            lanes.append(Lane(f"{prefix}lane{i}of{n_lanes}", mine))
+            lanes.append(Lane(f"lane{i}of{n_lanes}", mine))
     return lanes
 
 

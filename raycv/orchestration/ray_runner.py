@@ -14,7 +14,6 @@ put in the object store once; each worker reads it zero-copy.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -106,43 +105,11 @@ def lane_trainer(
     )
 
 
-def run_folds_on_ray(
-    prepared: Prepared,
-    folder: RunFolder,
-    board: ProgressBoard,
-    run_prefix: str = "",
-    dataset_ref=None,
-    until: str | None = None,
-    shared: dict[str, dict[str, Path]] | None = None,
-    on_result: Callable[[FoldResult], None] | None = None,
-    *,
-    n_lanes: int,
-) -> list[FoldResult]:
-    """Run every unfinished fold in lanes, concurrently; returns every fold's result.
-
-    until='stage1' runs the folds only up to stage 1 (their phase files land in
-    folder.fold_dir(unit); no results). shared: per unit, phase files to load instead of
-    computing them. on_result: called with each fold's result as it finishes.
-    n_lanes: how many folds run at once (lane_count decides it).
-    """
-    run = RunToTrain(prepared, folder, board, shared or {}, on_result)
-    (results,) = run_wave(
-        [run],
-        folder,
-        n_lanes=n_lanes,
-        run_prefix=run_prefix,
-        dataset_ref=dataset_ref,
-        until=until,
-    )
-    return results
-
-
 def run_wave(
     runs: list[RunToTrain],
     home: RunFolder,
     *,
     n_lanes: int,
-    run_prefix: str = "",
     dataset_ref=None,
     until: str | None = None,
     board: ProgressBoard | None = None,
@@ -162,16 +129,16 @@ def run_wave(
         units |= {j.key: (i, j.plan.unit) for j in jobs if j.run == i and j.plan.unit in todo}
     if units:
         board = board or runs[0].board
-        _train(runs, progress, units, jobs, home, n_lanes, run_prefix, dataset_ref, until, board)
+        _train(runs, progress, units, jobs, home, n_lanes, dataset_ref, until, board)
     return [
         [w.results[p.unit] for p in r.prepared.plans if p.unit in w.results]
         for r, w in zip(runs, progress, strict=True)
     ]
 
 
-def _train(runs, progress, units, jobs, home, n_lanes, run_prefix, dataset_ref, until, board):
+def _train(runs, progress, units, jobs, home, n_lanes, dataset_ref, until, board):
     for r in runs:
-        if not r.folder.uri:  # exists before any fold looks for it (tune's shared/ may not)
+        if not r.folder.uri:  # exists before any fold looks for it
             r.folder.path.mkdir(parents=True, exist_ok=True)
     board.event(f"ray: cluster resources {ray.cluster_resources()}")
     config = runs[0].prepared.config
@@ -180,7 +147,7 @@ def _train(runs, progress, units, jobs, home, n_lanes, run_prefix, dataset_ref, 
     wave.asks = {"CPU": per.cpu, "GPU": per.gpu}
     dataset_ref = dataset_ref if dataset_ref is not None else ray.put(runs[0].prepared.dataset)
     try:
-        lanes = plan_lanes(jobs, set(units), n_lanes, run_prefix)
+        lanes = plan_lanes(jobs, set(units), n_lanes)
         for lane in lanes:
             # one wave: every lane starts now, none waits for another
             wave.launch(lane, lane_trainer(runs, lane, home, dataset_ref, wave.relay, until))
