@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +42,7 @@ class UnitTask:
     until: str | None = None  # a phase to stop after (the shared phases), or None
     relay: Any = None  # a ProgressRelay for its progress; None: the folder's run.log
     # shared phases: their files in the cache, to copy there once computed
-    cache_files: dict[str, str] | None = None
+    cache_files: dict[str, Path] | None = None
     started: float | None = None  # when the run began: its run.log's clock starts there
 
 
@@ -56,6 +55,7 @@ def run_unit(task: UnitTask, dataset, shared: dict[str, Path] | None, *after) ->
     from raycv.config import from_dict
     from raycv.folds import FoldSplit
     from raycv.orchestration.sequential import run_sequential
+    from raycv.orchestration.shared_phases import into_cache
     from raycv.orchestration.storage_check import check_visible_here
     from raycv.prepared import Prepared
     from raycv.progress import ProgressBoard
@@ -78,11 +78,8 @@ def run_unit(task: UnitTask, dataset, shared: dict[str, Path] | None, *after) ->
         board.close()
     if task.until is None:
         return results[0]
-    for stem, target in task.cache_files.items():  # the shared phases, for every trial
-        if not Path(target).exists():
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder.fold_dir(plan.unit) / f"{stem}.pt", target)
-    return {stem: Path(p) for stem, p in task.cache_files.items()}
+    into_cache(folder.fold_dir(plan.unit), task.cache_files)  # the shared phases, for every trial
+    return task.cache_files
 
 
 def unit_options(config) -> dict:
@@ -211,7 +208,7 @@ class SharedPhases:
                 work.path,
                 until=self.until,
                 relay=self.relay,
-                cache_files={k: str(p) for k, p in cache_files[plan.unit].items()},
+                cache_files=cache_files[plan.unit],
             )
             after = [asked[i - cap]] if cap is not None and i >= cap else []
             ref = run_unit.options(**options).remote(

@@ -103,11 +103,17 @@ def compute_shared(
     # PHASE_DEPENDS lists phases in running order
     run_until(left.todo, left.work, phases[-1], left.loaded)
     for plan in left.todo.plans:
-        for stem, target in files[plan.unit].items():
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(left.work.fold_dir(plan.unit) / f"{stem}.pt", target)
+        into_cache(left.work.fold_dir(plan.unit), files[plan.unit])
     return files
+
+
+def into_cache(fold_dir: Path, files: dict[str, Path]) -> None:
+    """Copy one unit's computed shared phases from its work folder `fold_dir` to their
+    places in the cache ({stem: path}), keeping any already there."""
+    for stem, target in files.items():
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(fold_dir / f"{stem}.pt", target)
 
 
 def _found(cached: dict[str, Path], work_dir: Path) -> dict[str, Path]:
