@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import ray
 
 from raycv.cli import main
+from raycv.orchestration.lane_wave import first_line
 from tests.conftest import FAULT, TINY, write_config
 from tests.contract import check_run_folder
 from tests.processes import kill_all, kill_mid_run, log_text, start_cli, tagged_processes, wait_for
@@ -132,7 +134,6 @@ def test_placement_groups_outlive_their_maker_and_only_the_driver_owns_its_ray(l
     """Why a lane's trainer drops Train's placement-group cleaner only in the process that
     started Ray (lane_trainer.py): a group made by an actor (a lane's controller) stays,
     holding its CPUs, after that actor dies; only the Ray's end frees it for sure."""
-    import ray
     from ray.util.placement_group import placement_group_table, remove_placement_group
 
     from raycv.orchestration.connect import owns_ray
@@ -222,6 +223,46 @@ def test_a_killed_driver_resumes_recomputing_only_unfinished_folds(sequential_ru
         assert f"fold {f[4:]} done earlier (reused)" in log_text(out)
     check_run_folder(out)
     assert_same_predictions(out, sequential_run(SLOW_FAULT_2))
+
+
+def test_a_lane_state_ray_cannot_load_is_started_over_on_resume(local_ray, tmp_path, capsys):
+    """A driver killed while Ray Train rewrote a lane's snapshot leaves it cut off (the
+    killed-driver test above hits this by chance): Ray Train then refuses to start that
+    lane, on every --resume. raycv removes the state, and the fold starts over."""
+    config = write_config(tmp_path, {**FAULT_2, "resources": ONE_LANE})
+    out = tmp_path / "cut"
+    assert main(["run", str(config), "--output", str(out)]) == 0
+    before = probabilities(out)
+    (out / "checkpoints" / "fold1" / "result.pt").unlink()  # fold 1 unfinished, as if killed
+    snapshot = out / "ray" / "lane0of1" / "checkpoint_manager_snapshot.json"
+    text = snapshot.read_text()
+    snapshot.write_text(text[: len(text) // 2])  # cut off mid-write
+    capsys.readouterr()
+
+    assert main(["run", str(config), "--output", str(out), "--resume"]) == 0
+    said = capsys.readouterr().err
+    assert f"lane0of1: Ray Train cannot load the state an earlier run left ({snapshot}: " in said
+    assert "fold 0 done earlier (reused)" in said and "fold 1 start" in log_text(out)
+    check_run_folder(out)
+    pd.testing.assert_frame_equal(probabilities(out), before)  # the same numbers again
+
+
+def test_a_lane_that_cannot_start_is_reported_by_its_cause(local_ray):
+    """Ray's first line for an actor whose constructor raised (a lane's train controller)
+    names only the actor; the one-line error raycv prints must say what was raised."""
+
+    @ray.remote(num_cpus=0)
+    class Controller:
+        def __init__(self):
+            raise ValueError("the lane's snapshot is cut off\nmore detail")
+
+        def ready(self):
+            return True
+
+    with pytest.raises(ray.exceptions.ActorDiedError) as died:
+        ray.get(Controller.remote().ready.remote())
+    assert first_line(died.value) == "ValueError: the lane's snapshot is cut off"
+    assert first_line(ValueError("plain\nerror")) == "plain"
 
 
 def test_ctrl_c_stops_the_run_cleanly_and_says_how_to_resume(tmp_path):

@@ -9,6 +9,7 @@ worker node that dies costs only the folds it was training, which their lanes re
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,6 +231,10 @@ class LaneWave:
             run.on_result(fold_result)
 
 
+# a traceback's closing line: the exception's (dotted) type, a colon, its message
+RAISED = re.compile(r"[A-Za-z_][\w.]*: \S")
+
+
 def worker_cause(exc: BaseException) -> BaseException:
     """The fold worker's own exception inside Ray Train's WorkerGroupError, if any."""
     failures = getattr(exc, "worker_failures", None) or {}
@@ -237,5 +242,12 @@ def worker_cause(exc: BaseException) -> BaseException:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
+    """One line that says what went wrong. For an actor whose constructor raised (a lane's
+    train controller), Ray's first line only names the actor; the error is the traceback's
+    last `Type: message` line."""
+    lines = str(exc).strip().splitlines()
+    if getattr(exc, "actor_init_failed", False):
+        raised = [line for line in lines if RAISED.match(line)]
+        if raised:
+            return raised[-1]
+    return lines[0] if lines else ""

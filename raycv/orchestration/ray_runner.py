@@ -24,6 +24,7 @@ from raycv.errors import RaycvError
 from raycv.experiment import reuse_finished_folds
 from raycv.orchestration.connect import check_ray_gpus, connect, owns_ray
 from raycv.orchestration.fold_worker import LaneTask, train_lane
+from raycv.orchestration.lane_state import discard_unloadable_state
 from raycv.orchestration.lane_trainer import LaneTrainer
 from raycv.orchestration.lane_wave import (
     LaneWave,
@@ -149,6 +150,12 @@ def _train(runs, progress, units, jobs, home, n_lanes, dataset_ref, until, board
     try:
         lanes = plan_lanes(jobs, set(units), n_lanes)
         for lane in lanes:
+            refused = discard_unloadable_state(home.ray_storage, lane.name)
+            if refused:  # e.g. its snapshot cut off when an earlier driver was killed
+                board.say(
+                    f"raycv: {lane.name}: Ray Train cannot load the state an earlier run left "
+                    f"({refused}); removed it, so the lane's unfinished folds start over"
+                )
             # one wave: every lane starts now, none waits for another
             wave.launch(lane, lane_trainer(runs, lane, home, dataset_ref, wave.relay, until))
         board.say(
@@ -162,10 +169,12 @@ def _train(runs, progress, units, jobs, home, n_lanes, dataset_ref, until, board
     if failures:
         key, exc = next((j.key, failures[j.key]) for j in jobs if j.key in failures)
         run, unit = units[key]
-        exc = worker_cause(exc)
+        cause = worker_cause(exc)
+        # Ray Train retries a lane whose worker failed; a lane that could not start is not
+        retried = f" after {config.resources.max_failures} retries" if cause is not exc else ""
         raise FoldFailedError(
-            f"{unit_label(unit)} failed after {config.resources.max_failures} retries "
-            f"({type(exc).__name__}: {first_line(exc)}); finished folds are kept: fix the "
+            f"{unit_label(unit)} failed{retried} "
+            f"({type(cause).__name__}: {first_line(cause)}); finished folds are kept: fix the "
             f"cause and rerun with --resume (log: {runs[run].folder.log_path})"
         ) from exc
 
