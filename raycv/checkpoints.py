@@ -10,6 +10,10 @@ phase file holds only tensors, numbers, strings, bytes, lists and dicts, and is 
 with `torch.load(weights_only=True)`, which refuses anything else; numpy arrays travel
 as tensors (exact, dtype kept) and come back as arrays. The fitted forest travels as
 skops bytes (models.forest), also loaded without running code.
+
+torch is imported where a file is written or read, not with this module: a search's
+driver and trial processes pass stores around but never open one, and torch would cost
+each ~1 s of its start.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from raycv.errors import RaycvError
 
@@ -56,6 +59,8 @@ class PhaseStore:
         return None
 
     def save(self, phase: str, state: dict) -> None:
+        import torch
+
         tmp = self.path(phase).with_suffix(".pt.tmp")
         torch.save({"format": FORMAT, "state": _encode(state)}, tmp)
         os.replace(tmp, self.path(phase))  # a killed writer never leaves half a checkpoint
@@ -66,6 +71,8 @@ class PhaseStore:
 def load_phase_file(path: Path) -> dict:
     """One phase file -> its state; CheckpointError (one line, naming the file) if it is
     not a raycv phase file in the no-pickle format. Never runs code from the file."""
+    import torch
+
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
@@ -88,6 +95,8 @@ def _encode(obj):
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:  # never stored: would need pickle
             raise TypeError(f"a phase state holds an object array of shape {obj.shape}")
+        import torch
+
         return {_ARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy())}
     if isinstance(obj, np.generic):
         return obj.item()

@@ -35,7 +35,7 @@ from raycv.folds import (
     split_column,
 )
 from raycv.lifecycle import finish_run, start_run
-from raycv.models.branches import check_image_models
+from raycv.models.choice import check_image_models
 from raycv.phases import RESULT
 from raycv.prepared import Prepared
 from raycv.progress import ProgressBoard

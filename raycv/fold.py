@@ -25,7 +25,8 @@ from raycv.data.dataset import Dataset
 from raycv.folds import FoldSplit
 from raycv.metrics import kappa
 from raycv.models.backbone import BackboneBranch
-from raycv.models.branches import build_branch, is_pretrained
+from raycv.models.branches import build_branch
+from raycv.models.choice import is_pretrained
 from raycv.models.cnn import ImageBranch, augment, freeze, unfreeze_trailing
 from raycv.models.forest import dump_forest, forest_probabilities
 from raycv.models.fusion import LateFusion, PrecomputedPrefix, fit_fusion_weights

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from raycv.config import Config
 from raycv.data.dataset import Dataset, ImageSet
 from raycv.models import weights as weights_mod
-from raycv.models.branches import build_branch, in_channels, is_pretrained
+from raycv.models.choice import in_channels, is_pretrained
 
 BATCH = 64  # images per forward pass: memory, not the numbers, depends on it
 # modality -> forward passes over its whole image set in this process (tests count them)
@@ -70,7 +69,10 @@ def attach(
 
 def content_key(config: Config, m: str, source: weights_mod.WeightsFile, images: ImageSet) -> str:
     """Names the features by everything they depend on, and nothing else."""
+    # here, not at the top: the driver imports this module and, without a pretrained
+    # backbone, needs neither
     import timm
+    import torch
 
     backbone = config.image.model_of(m)[0]
     h = hashlib.sha256()
@@ -81,9 +83,12 @@ def content_key(config: Config, m: str, source: weights_mod.WeightsFile, images:
     return h.hexdigest()[:24]
 
 
-@torch.no_grad()
 def compute(config: Config, m: str, images: ImageSet) -> np.ndarray:
     """(M, D) float32: every image of `m` through its frozen pretrained backbone."""
+    import torch
+
+    from raycv.models.branches import build_branch
+
     PASSES[m] += 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     branch = build_branch(config, m, initial=True).to(device).eval()
@@ -91,7 +96,8 @@ def compute(config: Config, m: str, images: ImageSet) -> np.ndarray:
     for start in range(0, len(images), BATCH):
         rows = np.arange(start, min(start + BATCH, len(images)))
         x = torch.from_numpy(images.batch(rows)).to(device)
-        out.append(branch.features(x).float().cpu())
+        with torch.no_grad():
+            out.append(branch.features(x).float().cpu())
     if not out:
         return np.zeros((0, branch.backbone.num_features), dtype=np.float32)
     return torch.cat(out).numpy()

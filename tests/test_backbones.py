@@ -32,7 +32,8 @@ from raycv.data import write_dataset
 from raycv.experiment import prepare
 from raycv.fold import run_fold
 from raycv.models.backbone import BackboneBranch, stage_groups
-from raycv.models.branches import build_branch, check_image_models
+from raycv.models.branches import build_branch
+from raycv.models.choice import check_image_models
 from raycv.models.cnn import freeze, unfreeze_trailing
 from raycv.phase_states import PretrainState
 from raycv.phases import pretrain_file

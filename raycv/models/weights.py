@@ -25,11 +25,13 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import torch
-
 from raycv.config_coercion import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where a file is read: a cache key needs only hashlib
+    import torch
 
 NONE, IMAGENET = "none", "imagenet"
 STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -96,6 +98,8 @@ def _digest(backbone: str, spec: str, size, mtime) -> str:
 def read_state_dict(data: bytes, where: str) -> dict[str, torch.Tensor]:
     """A state dict from file bytes; a checkpoint's {'state_dict': ...} or {'model': ...}
     wrapper is opened. ConfigError naming `where` for anything else."""
+    import torch
+
     try:
         if data[:2] == b"PK" or data[:1] == b"\x80":  # torch.save's zip, or its old pickle
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

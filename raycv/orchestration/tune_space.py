@@ -11,6 +11,7 @@ import importlib.util
 from raycv import config as config_mod
 from raycv.config import Config, ConfigError
 from raycv.errors import RaycvError
+from raycv.models.choice import n_blocks
 
 SAMPLERS = ("loguniform", "uniform", "randint", "choice")
 
@@ -93,8 +94,6 @@ def samplers(space: dict[str, tuple[str, list]]) -> dict:
 def default_space(config: Config) -> dict:
     """stage2.lr log-uniform 1e-8..1e-6, and unfreeze_depth over 1..all blocks (of the
     image branch with the fewest: a CNN's conv blocks or a backbone's stages, and the head)."""
-    from raycv.models.branches import n_blocks  # torch: only once the config is checked
-
     blocks = min(n_blocks(config, m) for m in config.image_modalities)
     return {
         "stage2.lr": {"loguniform": [1e-8, 1e-6]},
