@@ -235,6 +235,23 @@ def test_a_missing_config_file_and_every_help_answer_at_once(tmp_path):
         assert rc == 0 and heavy == [], (argv, heavy, err)
 
 
+def test_the_driver_of_a_ray_run_or_a_search_starts_without_torch():
+    """Its folds train elsewhere: torch (~1 s on 2 cores) is imported by the processes
+    that train, read or write a phase file, or load a pretrained backbone; a search's
+    driver, whose folds come back as objects, never does (Tune's default TensorBoard
+    logger, which would import it, is off unless tracking.tensorboard asks)."""
+    code = (
+        "import sys\n"
+        "import raycv.experiment, raycv.orchestration.ray_runner, raycv.orchestration.tune\n"
+        "from raycv.orchestration.tune_callbacks import tune_callbacks\n"
+        "from types import SimpleNamespace as N\n"
+        "tune_callbacks('.', N(mlflow=False, tensorboard=False), 'x')\n"
+        "print('torch' in sys.modules, 'timm' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+
+
 # -- messages that tell the truth ----------------------------------------------------------
 
 

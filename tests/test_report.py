@@ -560,18 +560,20 @@ def test_a_run_logs_tensorboard_event_files(run_dir, tmp_path):
 def test_tune_gets_rays_own_logger_callbacks(tmp_path):
     from types import SimpleNamespace
 
-    from ray.tune.logger import TBXLoggerCallback
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
     from raycv.orchestration.tune_callbacks import tune_callbacks
 
+    # Tune's per-trial progress.csv and result.json always; TensorBoard only when asked
+    kept = [CSVLoggerCallback, JsonLoggerCallback]
     off = SimpleNamespace(mlflow=False, mlflow_uri=None, tensorboard=False)
-    assert tune_callbacks(tmp_path, off, "search") == []
+    assert [type(c) for c in tune_callbacks(tmp_path, off, "search")] == kept
     tb = tune_callbacks(tmp_path, SimpleNamespace(tensorboard=True), "search")
-    assert [type(c) for c in tb] == [TBXLoggerCallback]
+    assert [type(c) for c in tb] == [*kept, TBXLoggerCallback]
     pytest.importorskip("mlflow", reason="the tracking extra (mlflow) is not installed")
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    (cb,) = tune_callbacks(tmp_path, SimpleNamespace(mlflow=True, mlflow_uri=None), "search")
+    *_, cb = tune_callbacks(tmp_path, SimpleNamespace(mlflow=True, mlflow_uri=None), "search")
     assert isinstance(cb, MLflowLoggerCallback)
     assert cb.tracking_uri == (tmp_path.resolve() / "mlruns").as_uri()
 

@@ -170,6 +170,13 @@ def test_a_tiny_search_runs_end_to_end_and_reuses_pretraining(tiny_search, local
     # pretraining ran once per fold, not once per trial
     assert pretrain_starts(out) == 2
 
+    # Tune's own per-trial logs, without TensorBoard files tracking.tensorboard did not ask for
+    tune_trials = list((out / "search").glob("run_trial_*"))
+    assert len(tune_trials) == n_trials
+    for trial in tune_trials:
+        assert (trial / "progress.csv").is_file() and (trial / "result.json").is_file()
+        assert not list(trial.glob("events.out.tfevents*"))
+
     # every trial's folds ran in the workers the shared phases had started (one pool of
     # fold workers: the trials' tasks did not wait for new processes)
     shared_pids = fold_worker_pids(out / "run.log")

@@ -31,7 +31,12 @@ from raycv.orchestration.lanes import lane_count
 from raycv.orchestration.placement import cluster_address
 from raycv.orchestration.shared_phases import plan_shared
 from raycv.orchestration.storage_check import check_shared_storage
-from raycv.orchestration.tune_callbacks import TrialProgress, mlflow_uri, tune_callbacks
+from raycv.orchestration.tune_callbacks import (
+    DEFAULT_LOGGERS_OFF,
+    TrialProgress,
+    mlflow_uri,
+    tune_callbacks,
+)
 from raycv.orchestration.tune_results import (
     OBJECTIVE,
     publish_best,
@@ -226,6 +231,8 @@ def tune_experiment(
         # Ray's temp folder even at verbose=0; its legacy reporter stays silent there.
         # raycv prints a line per trial result itself (TrialProgress).
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name, value in DEFAULT_LOGGERS_OFF.items():
+        os.environ.setdefault(name, value)
     n_folds = len(prepared.plans)
     try:
         started_here = connect(address, verbose, board)
