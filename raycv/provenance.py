@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -45,12 +46,26 @@ def git_commit() -> str | None:
 
 
 def gpus() -> list[str]:
-    try:
-        import torch
+    """The machine's NVIDIA GPUs, by name, as its driver lists them (none without one).
 
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # a broken CUDA install must not stop a CPU run
+    Asked of nvidia-smi, not torch: a search's trial process writes provenance for every
+    trial and imports torch for nothing else (~1.4 s of its start on 2 cores).
+    """
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
         return []
+    try:
+        listed = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):  # a broken driver must not stop a CPU run
+        return []
+    if listed.returncode != 0:
+        return []
+    return [name.strip() for name in listed.stdout.splitlines() if name.strip()]
 
 
 def now() -> str:
