@@ -44,6 +44,8 @@ raycv.data.synthetic turns the cohort into a Dataset, or writes it as a dataset 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -112,7 +114,28 @@ def synthesize(
 ) -> tuple[pd.DataFrame, dict[str, list[list[np.ndarray]]]]:
     """-> (metadata with sample_id, patient_id, label and FEATURES;
     {image modality: per visit, its (S, S) float32 images (none, one or several); a
-    photo's are (3, S, S) float32 RGB in [0, 1]})."""
+    photo's are (3, S, S) float32 RGB in [0, 1]}). The images are read-only."""
+    frame, out = _drawn(
+        patients, seed, image_size, images_per_visit, missing_images, tuple(modalities)
+    )
+    return frame.copy(), {m: [list(visit) for visit in shots] for m, shots in out.items()}
+
+
+# The last cohorts drawn in this process, kept: a run's report draws its cohort again for
+# the preview (from the config, as `raycv report` on the folder would), which took ~1 s
+# of a 2-core machine after every run on the built-in cohort. Their images are frozen
+# (read-only), so no caller can change what the next one gets.
+@functools.lru_cache(maxsize=2)
+def _drawn(patients, seed, image_size, images_per_visit, missing_images, modalities):
+    frame, out = _draw(patients, seed, image_size, images_per_visit, missing_images, modalities)
+    for shots in out.values():
+        for visit in shots:
+            for image in visit:
+                image.setflags(write=False)
+    return frame, out
+
+
+def _draw(patients, seed, image_size, images_per_visit, missing_images, modalities):
     streams = _streams(seed)
     frame, h = _cohort(patients, np.random.default_rng(streams["cohort"]))
     patient = pd.factorize(frame["patient_id"])[0]
